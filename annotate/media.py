@@ -1,0 +1,177 @@
+"""Decoding of face media (video and still images) and of speech audio, with PyAV and Pillow.
+
+Every failure to read media is raised as :class:`talkclip.MediaError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Union
+
+import numpy as np
+
+from talkclip import InputError, MediaError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+Source = Union[str, Path, BinaryIO]  # a path, or an open binary file (e.g. a tar member)
+
+
+@dataclass
+class MediaInfo:
+    path: str
+    is_image: bool
+    width: int
+    height: int
+    fps: float            # 0.0 for images
+    frames: int | None    # frame count the container declares (None if it does not say)
+    duration_s: float     # 0.0 for images
+    has_audio: bool
+
+
+@dataclass
+class Frame:
+    index: int
+    timestamp_ms: int     # strictly increasing within a video
+    rgb: np.ndarray       # (H, W, 3) uint8
+
+
+def _name(src: Source) -> str:
+    return str(src) if isinstance(src, (str, Path)) else getattr(src, "name", "<stream>")
+
+
+def is_image(src: Source) -> bool:
+    return Path(_name(src)).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _check_exists(src: Source) -> None:
+    if isinstance(src, (str, Path)) and not Path(src).is_file():
+        raise InputError(f"no such file: {src}")
+
+
+def _open_av(src: Source):
+    import av
+
+    _check_exists(src)
+    try:
+        return av.open(str(src) if isinstance(src, (str, Path)) else src)
+    except Exception as e:  # av raises many error types for bad input
+        raise MediaError(f"cannot read media {_name(src)}: {_one_line(e)}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def load_image(src: Source) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB; EXIF rotation applied, RGBA/grey/palette converted."""
+    from PIL import Image, ImageOps
+
+    _check_exists(src)
+    try:
+        with Image.open(src) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, im)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, ValueError, SyntaxError) as e:
+        raise MediaError(f"cannot read image {_name(src)}: {_one_line(e)}") from None
+
+
+def probe(src: Source) -> MediaInfo:
+    """Describe a video or image without decoding every frame."""
+    if is_image(src):
+        rgb = load_image(src)
+        return MediaInfo(_name(src), True, rgb.shape[1], rgb.shape[0], 0.0, 1, 0.0, False)
+    with _open_av(src) as c:
+        if not c.streams.video:
+            raise MediaError(f"no video stream in {_name(src)}")
+        vs = c.streams.video[0]
+        fps = float(vs.average_rate or vs.guessed_rate or 0.0)
+        duration = _stream_duration(c, vs)
+        frames = int(vs.frames) if vs.frames else (round(duration * fps) if fps and duration else None)
+        return MediaInfo(_name(src), False, vs.codec_context.width, vs.codec_context.height,
+                         fps, frames, duration, bool(c.streams.audio))
+
+
+def _stream_duration(container, stream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000.0
+    return 0.0
+
+
+def iter_frames(src: Source, *, check_complete: bool = True) -> Iterator[Frame]:
+    """Yield every frame of a video (or the single frame of an image) as RGB.
+
+    Timestamps come from the stream's presentation times, made strictly increasing (MediaPipe's
+    VIDEO mode requires that). With ``check_complete``, a video that stops decoding well short
+    of the frame count its container declares (a truncated file) raises :class:`MediaError`.
+    """
+    if is_image(src):
+        yield Frame(0, 0, load_image(src))
+        return
+    import av
+
+    with _open_av(src) as c:
+        if not c.streams.video:
+            raise MediaError(f"no video stream in {_name(src)}")
+        vs = c.streams.video[0]
+        vs.thread_type = "AUTO"
+        fps = float(vs.average_rate or vs.guessed_rate or 30.0)
+        declared = int(vs.frames or 0)
+        last_ts, n = -1, 0
+        try:
+            for frame in c.decode(vs):
+                t = frame.time
+                ts = int(round(t * 1000)) if t is not None else int(round(n * 1000 / fps))
+                ts = max(ts, last_ts + 1)
+                last_ts = ts
+                yield Frame(n, ts, frame.to_ndarray(format="rgb24"))
+                n += 1
+        except av.error.FFmpegError as e:
+            raise MediaError(f"corrupt video {_name(src)} after {n} frames: {_one_line(e)}") from None
+        if n == 0:
+            raise MediaError(f"no decodable frames in {_name(src)}")
+        # A few frames of slack: containers round their declared counts.
+        if check_complete and declared and n < declared - max(5, declared // 20):
+            raise MediaError(f"truncated video {_name(src)}: decoded {n} of {declared} frames")
+
+
+def load_audio(src: Source, sample_rate: int = 16_000) -> np.ndarray:
+    """Decode the first audio stream of any container (wav, m4a, mp3, mp4...) to mono float32.
+
+    Returns a (N,) array in [-1, 1] at ``sample_rate``. Raises MediaError when there is no
+    audio stream or it cannot be decoded.
+    """
+    import av
+
+    with _open_av(src) as c:
+        if not c.streams.audio:
+            raise MediaError(f"no audio stream in {_name(src)}")
+        stream = c.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in c.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as e:
+            raise MediaError(f"cannot decode audio in {_name(src)}: {_one_line(e)}") from None
+    if not chunks:
+        raise MediaError(f"no decodable audio in {_name(src)}")
+    return np.clip(np.concatenate(chunks).astype(np.float32), -1.0, 1.0)
+
+
+def read_bytes_source(data: bytes, name: str) -> BinaryIO:
+    """Wrap bytes (e.g. a tar member) as a named file object the decoders accept."""
+    buf = io.BytesIO(data)
+    buf.name = name
+    return buf

@@ -1,0 +1,134 @@
+"""TA-MEAD tables: clips, frames, audio, failures.
+
+Directory layout of a build (``OUT``)::
+
+    OUT/clips/<shard>.parquet      one row per clip (ids, media facts, AU profile, captions)
+    OUT/frames/<shard>.parquet     one row per clip holding its per-frame lists (see below)
+    OUT/audio/<shard>.parquet      one row per clip: 16 kHz mono int16 PCM
+    OUT/failures/<shard>.parquet   one row per failed clip (id, stage, message)
+    OUT/manifest.json, OUT/README.md (dataset card with ``configs:``)
+
+Frames are stored one row per clip with list columns: a training sampler reads a whole
+clip's track with one row lookup and slices windows from it without a group-by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from . import NUM_AUS, NUM_BLENDSHAPES, NUM_LANDMARKS
+
+AUDIO_SAMPLE_RATE = 16_000
+# Landmarks are stored as int16: normalised image coordinates (x, y) and MediaPipe's relative
+# depth z, multiplied by LANDMARK_SCALE. Resolution 1e-4 of the image size, half the bytes.
+LANDMARK_SCALE = 10_000.0
+
+CLIPS_SCHEMA = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),   # "M003_front_angry_level_1_001"
+    pa.field("speaker", pa.string(), nullable=False),   # "M003"
+    pa.field("gender", pa.string()),                    # "man" | "woman" | "person"
+    pa.field("view", pa.string()),                      # "front"
+    pa.field("emotion", pa.string()),                   # "angry"
+    pa.field("level", pa.int8()),                       # 1..3
+    pa.field("take", pa.string()),                      # "001"
+    pa.field("video_path", pa.string()),                # path, or "archive.tar::member"
+    pa.field("audio_path", pa.string()),
+    pa.field("audio_source", pa.string()),              # "m4a" | "video"
+    pa.field("fps", pa.float32()),
+    pa.field("frames", pa.int32()),
+    pa.field("frames_with_face", pa.int32()),
+    pa.field("duration_s", pa.float32()),               # video duration
+    pa.field("audio_duration_s", pa.float32()),
+    pa.field("av_mismatch", pa.bool_()),                # |audio - video| > tolerance
+    pa.field("au_intensity_raw", pa.list_(pa.float32(), NUM_AUS)),  # clip mean, 0-5
+    pa.field("au_intensity", pa.list_(pa.float32(), NUM_AUS)),      # after neutral baseline
+    pa.field("au_level", pa.list_(pa.int8(), NUM_AUS)),             # 0 (inactive)..3
+    pa.field("emotion_labels", pa.list_(pa.string())),
+    pa.field("captions", pa.list_(pa.string())),
+    pa.field("split", pa.string()),                     # "train" | "test"
+])
+
+FRAMES_SCHEMA = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("fps", pa.float32()),
+    pa.field("timestamp_ms", pa.list_(pa.int32())),                          # (T,)
+    pa.field("face", pa.list_(pa.bool_())),                                  # (T,)
+    pa.field("blendshapes", pa.list_(pa.list_(pa.float32(), NUM_BLENDSHAPES))),  # (T, 52)
+    pa.field("pose", pa.list_(pa.list_(pa.float32(), 16))),                  # (T, 4x4 row-major)
+    pa.field("landmarks", pa.list_(pa.list_(pa.int16(), NUM_LANDMARKS * 3))),  # (T, 478*3) or null
+])
+
+AUDIO_SCHEMA = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("sample_rate", pa.int32()),
+    pa.field("samples", pa.list_(pa.int16())),  # mono PCM
+])
+
+FAILURES_SCHEMA = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("stage", pa.string()),    # "decode" | "track" | "audio" | "annotate" | ...
+    pa.field("error", pa.string()),    # one-line message
+    pa.field("path", pa.string()),
+])
+
+
+@dataclass
+class ClipRow:
+    clip_id: str
+    speaker: str
+    gender: str
+    view: str
+    emotion: str
+    level: int
+    take: str
+    video_path: str
+    audio_path: str | None
+    audio_source: str | None
+    fps: float
+    frames: int
+    frames_with_face: int
+    duration_s: float
+    audio_duration_s: float | None
+    av_mismatch: bool
+    au_intensity_raw: list[float]
+    au_intensity: list[float]
+    au_level: list[int]
+    emotion_labels: list[str] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    split: str = "train"
+
+
+@dataclass
+class FramesRow:
+    clip_id: str
+    fps: float
+    timestamp_ms: list[int]
+    face: list[bool]
+    blendshapes: list[list[float]]
+    pose: list[list[float]]
+    landmarks: list[list[int]] | None = None
+
+
+@dataclass
+class AudioRow:
+    clip_id: str
+    sample_rate: int
+    samples: list[int]
+
+
+@dataclass
+class FailureRow:
+    clip_id: str
+    stage: str
+    error: str
+    path: str | None = None
+
+
+TABLES = {
+    "clips": (CLIPS_SCHEMA, ClipRow),
+    "frames": (FRAMES_SCHEMA, FramesRow),
+    "audio": (AUDIO_SCHEMA, AudioRow),
+    "failures": (FAILURES_SCHEMA, FailureRow),
+}

@@ -1,0 +1,32 @@
+"""Shared test set-up: offline hub, fixture paths, the landmarker model.
+
+Test files mirror the package layout (tests/annotate, tests/pipelines, tests/model); their
+basenames must be unique because tests/ is not a package. Shared helpers live in support.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from support import FACES, FIXTURES  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    if not FACES.is_dir():
+        pytest.fail(f"fixtures not found at {FIXTURES} (set TALKCLIP_FIXTURES)")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def landmarker() -> Path:
+    """The installed landmarker model; the suite needs it (`talkclip-data setup` places it)."""
+    from talkclip.annotate.tracker import resolve_landmarker
+
+    return resolve_landmarker()
