@@ -10,6 +10,14 @@ Directory layout of a build (``OUT``)::
 
 Frames are stored one row per clip with list columns: a training sampler reads a whole
 clip's track with one row lookup and slices windows from it without a group-by.
+
+Clips and failures are rewritten whole on every run of the build (``clips/train-00000.parquet``,
+``clips/test-00000.parquet``, ``failures/failures-00000.parquet``); frames and audio are the
+workers' committed shards (any names). Rows of clips, frames and audio match one to one by
+``clip_id``; a failed clip has a failures row only. ``av_mismatch`` rows (audio and video
+lengths differ by more than 0.2 s) are kept: readers needing exact sync should drop them.
+``OUT/.work/`` holds the build's internal state (stage-1 rows, see :data:`STAGE1_SCHEMA`) and is
+never published.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ CLIPS_SCHEMA = pa.schema([
     pa.field("audio_path", pa.string()),
     pa.field("audio_source", pa.string()),              # "m4a" | "video"
     pa.field("fps", pa.float32()),
+    pa.field("width", pa.int32()),                      # video frame size in pixels
+    pa.field("height", pa.int32()),
     pa.field("frames", pa.int32()),
     pa.field("frames_with_face", pa.int32()),
     pa.field("duration_s", pa.float32()),               # video duration
@@ -98,6 +108,8 @@ class ClipRow:
     emotion_labels: list[str] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)
     split: str = "train"
+    width: int = 0
+    height: int = 0
 
 
 @dataclass
@@ -125,6 +137,17 @@ class FailureRow:
     error: str
     path: str | None = None
 
+
+# Phase-1 record of a build (internal, under OUT/.work/stage1/): one row per clip attempted,
+# written by the worker that tracked it, in the same commit as the clip's frames/audio rows.
+# The clips table is derived from these rows on every run (baseline, levels, captions, split).
+# ``ok`` False means the clip failed (its failure row is in OUT/.work/failures/). ``track_s`` is
+# a timing field (seconds spent on the clip) and never reaches the published tables.
+_PHASE2_ONLY = ("au_intensity", "au_level", "emotion_labels", "captions", "split")
+STAGE1_SCHEMA = pa.schema(
+    [f for f in CLIPS_SCHEMA if f.name not in _PHASE2_ONLY]
+    + [pa.field("ok", pa.bool_(), nullable=False), pa.field("track_s", pa.float32())]
+)
 
 TABLES = {
     "clips": (CLIPS_SCHEMA, ClipRow),
