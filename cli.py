@@ -18,7 +18,7 @@ from rich.console import Console
 from talkclip import TalkclipError, __version__
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 data = typer.Typer(name="talkclip-data", no_args_is_help=True, add_completion=False,
                    help="TA-MEAD dataset toolkit: face tracking, AU estimation, captions, dataset builds.")
@@ -29,10 +29,13 @@ main = typer.Typer(name="talkclip", no_args_is_help=True, add_completion=False,
 def _run(typer_app: typer.Typer) -> None:
     """Run a typer app, turning project errors into one stderr line and an exit code."""
     try:
-        typer_app(standalone_mode=False)
+        # With standalone_mode=False click returns the code of `raise typer.Exit(n)`.
+        rc = typer_app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except TalkclipError as e:
         msg = str(e).strip().splitlines()
-        err_console.print(f"error: {msg[0] if msg else type(e).__name__}", markup=False, highlight=False)
+        sys.stderr.write(f"error: {msg[0] if msg else type(e).__name__}\n")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
@@ -93,3 +96,463 @@ def setup_cmd(
     for name, how in report.placed.items():
         console.print(f"{how:>8}  {name}")
     console.print(f"assets in {cache_dir()}")
+
+
+# ---------------------------------------------------------------- caption + demo (issue 2, H1)
+
+def _caption_and_print(video: Path, *, subject: str, emotion: Optional[str], level: Optional[int], n: int,
+                       seed: int, as_json: bool, landmarker: Optional[Path], au_table: Optional[Path],
+                       groups: Optional[Path], estimator: str) -> None:
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from talkclip.pipelines.caption import caption_media
+
+    kwargs = dict(subject=subject, emotion=emotion, level=level, n=n, seed=seed, landmarker=landmarker,
+                  au_table=au_table, groups=groups, estimator=estimator)
+    if err_console.is_terminal and not as_json:
+        with Progress(TextColumn("tracking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err_console, transient=True) as bar:
+            task = bar.add_task("tracking", total=None)
+            result = caption_media(video, on_frame=lambda i, total: bar.update(task, completed=i, total=total),
+                                   **kwargs)
+    else:
+        result = caption_media(video, **kwargs)
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    rate = f"{result.fps:.2f} fps" if result.fps else "photo"
+    table = Table(title=f"{video.name}: {result.frames_with_face}/{result.frames} frames with a face, "
+                        f"{rate}, AU estimator {result.estimator}")
+    for col, justify in (("AU", "right"), ("name", "left"), ("intensity", "right"), ("level", "right")):
+        table.add_column(col, justify=justify)
+    for a in result.aus:
+        style = "bold" if a["level"] >= 1 else "dim"
+        table.add_row(str(a["au"]), a["name"], f"{a['intensity']:.2f}", str(a["level"]), style=style)
+    console.print(table)
+    if result.emotion:
+        console.print(f"emotion {result.emotion} level {result.level} -> "
+                      f"{', '.join(result.emotion_labels) or '(no labels: AU part only)'}", highlight=False)
+    for c in result.captions:
+        console.print(f"  {c}", highlight=False, markup=False, soft_wrap=True)
+
+
+@data.command("caption")
+def caption_cmd(
+    video: Path = typer.Option(..., "--video", help="Video (mp4/mov/mkv...) or photo (jpg/png) showing a face."),
+    subject: str = typer.Option("person", "--subject", help="Caption subject: man, woman or person."),
+    emotion: Optional[str] = typer.Option(None, "--emotion", help="MEAD emotion (angry, contempt, disgusted, fear, "
+                                          "happy, neutral, sad, surprised); without it no emotion is guessed."),
+    level: Optional[int] = typer.Option(None, "--level", help="Emotion intensity level 1-3 (neutral: 1)."),
+    n: int = typer.Option(3, "--n", help="Number of caption variants."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the caption variants (same seed, same captions)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of a table."),
+    landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task file "
+                                              "(default: $TALKCLIP_FACE_LANDMARKER, then the cache)."),
+    au_table: Optional[Path] = typer.Option(None, "--au-table", help="AU lookup table CSV (default: packaged)."),
+    groups: Optional[Path] = typer.Option(None, "--groups", help="MEAD group -> emotion labels CSV "
+                                          "(default: the project's own packaged table)."),
+    estimator: str = typer.Option("mediapipe", "--estimator", help="AU estimator: mediapipe (offline) or "
+                                  "feat (py-feat: needs the optional extra 'feat' and network)."),
+) -> None:
+    """Estimate the 12 DISFA AUs of a face video or photo and print AU-based captions."""
+    from talkclip import InputError
+
+    from talkclip.pipelines.caption import SUBJECTS
+
+    if subject.strip().lower() not in SUBJECTS:
+        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
+    _caption_and_print(video, subject=subject, emotion=emotion, level=level, n=n, seed=seed, as_json=as_json,
+                       landmarker=landmarker, au_table=au_table, groups=groups, estimator=estimator)
+
+
+@data.command("demo")
+def demo_cmd(
+    n: int = typer.Option(3, "--n", help="Number of caption variants."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the caption variants."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of a table."),
+    landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task file."),
+    subject: str = typer.Option("woman", "--subject", help="Caption subject (the sample shows a woman)."),
+) -> None:
+    """Caption the sample talking-head video placed by `talkclip-data setup`."""
+    from talkclip import InputError
+    from talkclip.pipelines.caption import SUBJECTS
+    from talkclip.pipelines.setup import sample_path
+
+    if subject.strip().lower() not in SUBJECTS:
+        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
+
+    _caption_and_print(sample_path("talking.mp4"), subject=subject, emotion=None, level=None, n=n, seed=seed,
+                       as_json=as_json, landmarker=landmarker, au_table=None, groups=None, estimator="mediapipe")
+
+
+# ---------------------------------------------------------------- train + train-sync (issue 4, H3)
+
+def _print_train_summary(summary, what: str) -> None:
+    from rich.table import Table
+
+    if getattr(summary, "rank", 0) != 0:
+        return  # under torchrun only rank 0 reports
+
+    for note in summary.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    table = Table(title=f"{what}: steps {summary.start_step} -> {summary.steps} on {summary.clips} clips "
+                        f"({summary.seconds:.1f} s)")
+    table.add_column("loss")
+    table.add_column("first interval", justify="right")
+    table.add_column("last interval", justify="right")
+    for k in summary.last:
+        table.add_row(k, f"{summary.first.get(k, float('nan')):.4f}", f"{summary.last[k]:.4f}")
+    console.print(table)
+    console.print(f"checkpoint: {summary.out_dir}   log: {summary.log_path}")
+
+
+@main.command("train")
+def train_cmd(
+    data_dir: Path = typer.Option(..., "--data", help="TA-MEAD directory written by `talkclip-data build-ta-mead`."),
+    config: Optional[str] = typer.Option(None, "--config", help="Model config: tiny, base, or a .json path "
+                                         "(required unless --resume; with --resume the checkpoint's config is used)."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint directory to write (model.safetensors + config.json + resume state)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Global step to reach (default: 2 x train.p_ramp_steps)."),
+    stage: str = typer.Option("both", "--stage", help="1: video style only; 2: text style with rising probability p; "
+                              "both: stage 1 then stage 2 (train.stage1_fraction of the steps in stage 1)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (bf16 autocast on cuda; torchrun for several GPUs)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out (identical to an uninterrupted run)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, sampling and the stage-2 coin flips."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step per process (default: the config's)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes (default: the config's)."),
+    sync_checkpoint: Optional[Path] = typer.Option(None, "--sync-checkpoint", help="Lip-sync discriminator from "
+                                                   "`talkclip train-sync` (frozen); without it L_sync is skipped."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Also checkpoint every N steps (0 = only at the end)."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps per row of OUT/train_log.csv."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder caching audio features as .npy between runs."),
+) -> None:
+    """Train TalkCLIP on a TA-MEAD build (paper section 4); writes a checkpoint `talkclip generate` loads."""
+    from talkclip.pipelines.train import train
+
+    summary = train(data_dir, config, out, steps=steps, stage=stage, device=device, resume=resume, seed=seed,
+                    batch_size=batch_size, workers=workers, sync_checkpoint=sync_checkpoint,
+                    checkpoint_every=checkpoint_every, log_every=log_every, cache_dir=cache_dir, progress=True)
+    _print_train_summary(summary, "train")
+
+
+@main.command("train-sync")
+def train_sync_cmd(
+    data_dir: Path = typer.Option(..., "--data", help="TA-MEAD directory written by `talkclip-data build-ta-mead`."),
+    config: Optional[str] = typer.Option(None, "--config", help="Model config: tiny, base, or a .json path "
+                                         "(use the same one for `talkclip train`)."),
+    out: Path = typer.Option(..., "--out", help="Directory for the lip-sync discriminator checkpoint."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Global step to reach (default: train.sync_steps)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and sampling."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step (each gives one in-sync and one shifted pair)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Also checkpoint every N steps."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps per row of OUT/sync_log.csv."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder caching audio features as .npy."),
+) -> None:
+    """Pre-train the lip-sync discriminator (blendshape window vs audio window, BCE on in-sync vs shifted pairs)."""
+    from talkclip.pipelines.train import train_sync
+
+    summary = train_sync(data_dir, config, out, steps=steps, device=device, resume=resume, seed=seed,
+                         batch_size=batch_size, workers=workers, checkpoint_every=checkpoint_every,
+                         log_every=log_every, cache_dir=cache_dir, progress=True)
+    _print_train_summary(summary, "train-sync")
+
+
+# ---------------------------------------------------------------- build-ta-mead, calibrate, stats, push, make-sample (issue 3, H2)
+
+def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
+    """Options given repeatedly and/or comma-separated -> one list (None when not given)."""
+    if not values:
+        return None
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+@data.command("build-ta-mead")
+def build_ta_mead_cmd(
+    mead: Path = typer.Option(..., "--mead", help="MEAD root: <SPK>/video/<view>/<emotion>/level_<n>/<NNN>.mp4 "
+                              "(+ <SPK>/audio/... .m4a), or <SPK>/video.tar + audio.tar as downloaded."),
+    out: Path = typer.Option(..., "--out", help="Output folder (TA-MEAD tables, manifest, dataset card). "
+                             "Rerunning into the same folder resumes and skips finished clips."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker."),
+    speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate), e.g. M003,W009."),
+    views: Optional[list[str]] = typer.Option(None, "--views", help="Camera views to use (repeat or comma-separate; default front; 'all' for every view)."),
+    emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, e.g. neutral,happy (default all 8)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips of the (sorted) selection."),
+    landmarks: bool = typer.Option(False, "--landmarks", help="Also store the 478 landmarks per frame (int16; ~2 kB/frame stored instead of ~0.2 kB)."),
+    au_table: Optional[Path] = typer.Option(None, "--au-table", help="AU lookup table CSV (thresholds + phrases), e.g. from `calibrate`; default the packaged one."),
+    groups: Optional[Path] = typer.Option(None, "--groups", help="Emotion group table CSV (MEAD group -> labels); default the packaged one (this project's own annotation)."),
+    no_baseline: bool = typer.Option(False, "--no-baseline", help="Do not subtract each speaker's neutral AU mean before levelling."),
+    captions: int = typer.Option(5, "--captions", help="Caption variants per clip."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the captions (with the clip id)."),
+    test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
+    shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
+    landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
+) -> None:
+    """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
+    import time as _time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from talkclip.pipelines.build_ta_mead import build_ta_mead
+
+    view_list = _split_list(views)
+    if view_list and "all" in view_list:
+        view_list = None
+    elif not view_list:
+        view_list = ["front"]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]} clips/s"), TextColumn("ETA"), TimeRemainingColumn(),
+               TextColumn("failed {task.fields[failed]}"))
+    bar = Progress(*columns, console=err_console, transient=False)
+    task = bar.add_task("tracking", total=None, rate="-", failed=0, start=False)
+    started = [_time.perf_counter()]
+
+    def on_progress(ev) -> None:  # the bar appears once the input has been checked
+        if ev.stage == "start":
+            started[0] = _time.perf_counter()
+            bar.start()
+            bar.start_task(task)
+            bar.update(task, total=ev.total, completed=0,
+                       description=f"tracking ({ev.skipped} built before)" if ev.skipped else "tracking")
+        elif ev.stage == "clip":
+            rate = ev.done / max(_time.perf_counter() - started[0], 1e-6)
+            bar.update(task, completed=ev.done, rate=f"{rate:.2f}", failed=ev.failed)
+        elif ev.stage == "annotate":
+            bar.update(task, description="annotating")
+
+    try:
+        summary = build_ta_mead(mead, out, jobs=jobs, speakers=_split_list(speakers), views=view_list,
+                                emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
+                                groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
+                                test_speakers=test_speakers, progress=on_progress, shard_clips=shard_size,
+                                landmarker=landmarker)
+    finally:
+        bar.stop()
+    for w in summary.warnings:
+        err_console.print(f"warning: {w}", markup=False, highlight=False)
+    table = Table(title=f"TA-MEAD build in {summary.out_dir}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    fps = summary.frames_now / summary.track_seconds if summary.track_seconds > 0 and summary.frames_now else 0.0
+    for k, v in (("clips selected", summary.selected), ("already built (skipped)", summary.skipped),
+                 ("processed now", summary.processed), ("failed now", summary.failed_now),
+                 ("clips in table", summary.clips), ("failed (total)", summary.failed),
+                 ("failures by stage", ", ".join(f"{s} {n}" for s, n in summary.failures_by_stage.items()) or "-"),
+                 ("audio/video mismatch (flagged)", summary.av_mismatch), ("frames", summary.frames),
+                 ("train speakers", len(summary.train_speakers)),
+                 ("test speakers", ", ".join(summary.test_speakers) or "-"),
+                 ("not processed (rerun)", summary.missing),
+                 ("time", f"{summary.seconds:.1f} s"), ("tracking rate", f"{fps:.1f} frames/s")):
+        table.add_row(k, str(v))
+    console.print(table)
+    raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
+
+
+@data.command("calibrate")
+def calibrate_cmd(
+    out_dir: Path = typer.Argument(..., help="A TA-MEAD build folder (from build-ta-mead)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="AU table CSV to write (default OUT_DIR/au_table.calibrated.csv)."),
+    au_table: Optional[Path] = typer.Option(None, "--au-table", help="Base AU table whose phrases are kept (default the packaged one)."),
+    neutral_quantile: float = typer.Option(0.95, "--neutral-quantile", help="Level 1 starts at this quantile of the neutral clips."),
+    level2_quantile: float = typer.Option(0.5, "--level2-quantile", help="Level 2 starts at this quantile of the active emotional clips."),
+    level3_quantile: float = typer.Option(0.85, "--level3-quantile", help="Level 3 starts at this quantile of the active emotional clips."),
+) -> None:
+    """Derive AU level thresholds from a build; use the file with `build-ta-mead --au-table FILE`."""
+    from rich.table import Table
+
+    from talkclip.pipelines.calibrate import calibrate
+    from talkclip.schemas import AU_IDS
+
+    rep = calibrate(out_dir, out_file=out, base_table=au_table, neutral_q=neutral_quantile,
+                    level2_q=level2_quantile, level3_q=level3_quantile)
+    for w in rep.warnings:
+        err_console.print(f"warning: {w}", markup=False, highlight=False)
+    table = Table(title=f"AU thresholds from {rep.n_neutral} neutral + {rep.n_emotional} emotional clips")
+    for col in ("AU", "before (t1/t2/t3)", "calibrated (t1/t2/t3)", "active emotional clips"):
+        table.add_column(col, justify="right")
+    for i, au in enumerate(AU_IDS):
+        fmt = lambda t: "/".join(f"{x:.2f}" for x in t)  # noqa: E731
+        table.add_row(f"AU{au}", fmt(rep.previous[i]), fmt(rep.thresholds[i]), str(rep.n_active[i]))
+    console.print(table)
+    console.print(f"wrote {rep.path}; apply it with: talkclip-data build-ta-mead ... --au-table {rep.path}",
+                  markup=False, highlight=False)
+
+
+@data.command("stats")
+def stats_cmd(
+    out_dir: Path = typer.Argument(..., help="A TA-MEAD build folder (from build-ta-mead)."),
+    samples: int = typer.Option(8, "--samples", help="How many sample captions to show."),
+) -> None:
+    """Clips per emotion/level, AU activation rates per group, sample captions."""
+    from rich.table import Table
+
+    from talkclip.pipelines.stats import dataset_stats
+    from talkclip.schemas import AU_IDS
+
+    st = dataset_stats(out_dir, n_samples=samples)
+    console.print(f"{st.clips} clips, {st.speakers} speakers, {st.frames} frames; splits "
+                  f"{', '.join(f'{k} {v}' for k, v in st.splits.items())}; failed "
+                  f"{sum(st.failures_by_stage.values())} ({', '.join(f'{k} {v}' for k, v in st.failures_by_stage.items()) or '-'}); "
+                  f"audio/video mismatch flagged {st.av_mismatch}", markup=False, highlight=False)
+    from rich import box
+
+    table = Table(title="AU activation: % of the group's clips with level >= 1 (columns: AU number)",
+                  box=box.SIMPLE, padding=(0, 0))
+    table.add_column("group ", no_wrap=True)
+    table.add_column("clips", justify="right", no_wrap=True)
+    for au in AU_IDS:
+        table.add_column(str(au), justify="right", no_wrap=True, min_width=4)
+    for g in st.groups:
+        table.add_row(f"{g.emotion}/{g.level}", str(g.clips), *(f"{100 * r:.0f}" for r in g.activation))
+    console.print(table)
+    cap = Table(title="sample captions")
+    cap.add_column("clip")
+    cap.add_column("caption")
+    for cid, text in st.samples:
+        cap.add_row(cid, text)
+    console.print(cap)
+
+
+@data.command("push")
+def push_cmd(
+    out_dir: Path = typer.Argument(..., help="A finished TA-MEAD build folder."),
+    repo: str = typer.Option(..., "--repo", help="Hub dataset repo id, OWNER/NAME."),
+    private: bool = typer.Option(False, "--private", help="Create the repo as private (advised: MEAD's terms restrict redistribution)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only check the build and list the files of the commit; no network."),
+) -> None:
+    """Publish a build to the Hugging Face Hub as one commit (checks everything locally first)."""
+    from talkclip.pipelines.push import plan_push, push
+
+    if dry_run:
+        plan = plan_push(out_dir, repo, private=private)
+        for path_in_repo, f in plan.files:
+            console.print(f"{f.stat().st_size:>12,d}  {path_in_repo}", markup=False, highlight=False)
+        console.print(f"{len(plan.files)} files, {plan.total_bytes:,d} bytes -> {repo} (one commit, not sent)",
+                      markup=False, highlight=False)
+        return
+    url = push(out_dir, repo, private=private)
+    console.print(f"pushed: {url}", markup=False, highlight=False)
+
+
+@data.command("make-sample")
+def make_sample_cmd(
+    out_dir: Path = typer.Argument(..., help="New folder for the MEAD-shaped demo sample."),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="Folder with talking.mp4 (default: the cache `setup` fills)."),
+) -> None:
+    """Write a tiny MEAD-shaped demo corpus cut from the setup's sample video (labels are arbitrary, demo only)."""
+    from talkclip.pipelines.sample import make_sample
+
+    rep = make_sample(out_dir, samples_dir=samples)
+    console.print(f"wrote {len(rep.clips)} clips of speakers {', '.join(rep.speakers)} to {rep.root} "
+                  "(emotion labels are arbitrary demo labels)", markup=False, highlight=False)
+    console.print(f"next: talkclip-data build-ta-mead --mead {rep.root} --out OUT", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- generate, eval, fit-basis (issue 5, H4)
+
+@main.command("generate")
+def generate_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (model.safetensors + config.json)."),
+    image: Path = typer.Option(..., "--image", help="Portrait photo showing one face."),
+    audio: Path = typer.Option(..., "--audio", help="Speech audio (wav, m4a, mp3, ...; any rate, mono or stereo)."),
+    text: Optional[str] = typer.Option(None, "--text", help="Sentence describing the speaking style."),
+    out: Path = typer.Option(..., "--out", help="Output .mp4 (H.264 video + the input audio as AAC)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    size: int = typer.Option(256, "--size", help="Output frame size in pixels: 256 or 512 (square face crop)."),
+    fps: int = typer.Option(25, "--fps", help="Output frame rate: 25 or 30."),
+    export_blendshapes: Optional[Path] = typer.Option(None, "--export-blendshapes",
+                                                      help="Also write the 52 blendshape curves as CSV (Timecode, BlendShapeCount, channels)."),
+    style_video: Optional[Path] = typer.Option(None, "--style-video", help="Take the style from this reference clip instead of --text."),
+    mix_text: Optional[str] = typer.Option(None, "--mix-text", help="A second style sentence mixed with --text."),
+    mix_weight: float = typer.Option(0.5, "--mix-weight", help="Weight of --mix-text in the mix (0..1)."),
+    intensity: float = typer.Option(1.0, "--intensity", help="Style intensity: 0 = neutral, 1 = as predicted, >1 exaggerated."),
+    pose_video: Optional[Path] = typer.Option(None, "--pose-video", help="Copy head rotations from this video (default: still head)."),
+    no_watermark: bool = typer.Option(False, "--no-watermark", help="Drop the visible 'AI' mark (the metadata tag always stays)."),
+    smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma, frames; 0 = off)."),
+    basis: Optional[Path] = typer.Option(None, "--basis", help="Fitted renderer basis (fit-basis) instead of the hand-built rig."),
+    threads: int = typer.Option(1, "--threads", help="Torch CPU threads while generating (0 = torch's default). "
+                                "1 was fastest at 256 px on a shared 2-core machine (bench/generate_speed.py)."),
+) -> None:
+    """Portrait + speech + style sentence -> talking-head mp4 (marked synthetic)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from talkclip.pipelines.generate import generate
+
+    if size not in (256, 512):
+        raise typer.BadParameter("--size must be 256 or 512")
+    if fps not in (25, 30):
+        raise typer.BadParameter("--fps must be 25 or 30")
+    mix = [(mix_text, mix_weight)] if mix_text else None
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
+                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("rendering", total=None)
+        summary = generate(checkpoint, image, audio, text, out, device=device, size=size, fps=fps,
+                           export_blendshapes=export_blendshapes, style_video=style_video, text_mix=mix,
+                           intensity=intensity, pose_video=pose_video, watermark=not no_watermark,
+                           smooth=smooth, basis=basis, threads=threads or None,
+                           progress=lambda stage, done, total: bar.update(task, completed=done, total=total))
+    t = summary.timings
+    console.print(f"wrote {summary.out}: {summary.frames} frames at {summary.fps:g} fps "
+                  f"({summary.duration_s:.2f} s, audio {summary.audio_duration_s:.2f} s), style from {summary.style_source}")
+    console.print(f"time: load {t['load']:.1f}s, text {t['text']:.2f}s, motion {t['motion']:.2f}s, "
+                  f"render {t['render']:.2f}s, encode {t['encode']:.2f}s; real-time factor {summary.realtime_factor:.2f}")
+    if summary.blendshapes_csv:
+        console.print(f"blendshapes: {summary.blendshapes_csv}")
+
+
+@main.command("eval")
+def eval_cmd(
+    generated: Path = typer.Option(..., "--generated", help="Generated mp4, or a folder of them."),
+    reference: Path = typer.Option(..., "--reference", help="Reference mp4, or a folder (files paired by name)."),
+    text: Optional[str] = typer.Option(None, "--text", help="Style sentence: adds the closed-loop AU style score."),
+    syncnet: Optional[Path] = typer.Option(None, "--syncnet", help="SyncNet weights; without them SyncNet is skipped."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """SSIM, CPBD, F-LMD, M-LMD (+ AU style score with --text) of generated vs reference videos."""
+    import json
+
+    from rich.table import Table
+
+    from talkclip.pipelines.evaluate import evaluate
+
+    try:
+        report = evaluate(generated, reference, text=text, syncnet=syncnet)
+    except NotImplementedError as e:  # SyncNet scoring is unfinished: say so in one line, exit 2
+        raise TalkclipError(str(e)) from None
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+        return
+    table = Table(title="talkclip eval")
+    for col in ("pair", "frames", "SSIM", "CPBD", "F-LMD", "M-LMD", "style"):
+        table.add_column(col)
+    for r in report.pairs:
+        table.add_row(r.name, str(r.frames), f"{r.ssim:.3f}", f"{r.cpbd:.3f}", f"{r.f_lmd:.3f}", f"{r.m_lmd:.3f}",
+                      "-" if r.style_score is None else f"{r.style_score:.2f}")
+    console.print(table)
+    m = report.mean
+    console.print(f"mean: SSIM {m['ssim']:.3f}  CPBD {m['cpbd']:.3f}  F-LMD {m['f_lmd']:.3f}  M-LMD {m['m_lmd']:.3f}")
+    for note in report.notes:
+        console.print(f"note: {note}")
+
+
+@data.command("fit-basis")
+def fit_basis_cmd(
+    data_dir: Path = typer.Argument(..., help="A TA-MEAD build made with --landmarks."),
+    out: Path = typer.Option(Path("basis.safetensors"), "--out", help="Basis file to write (.safetensors or .npz)."),
+    aspect: float = typer.Option(16 / 9, "--aspect", help="Width/height of the tracked videos (MEAD: 1920x1080)."),
+    ridge: float = typer.Option(1e-3, "--ridge", help="Ridge regularisation of the least squares fit."),
+) -> None:
+    """Fit the renderer's linear blendshape -> landmark-offset basis (talkclip generate --basis)."""
+    from talkclip.pipelines.fit_basis import fit_basis
+
+    rep = fit_basis(data_dir, out, aspect=aspect, ridge=ridge)
+    console.print(f"wrote {rep.out}: fitted on {rep.frames} frames of {rep.speakers} speakers "
+                  f"(train R^2 {rep.r2_train:.3f}, held-out R^2 {rep.r2_test if rep.r2_test is not None else float('nan'):.3f})")
+    console.print("note: the hand-built rig stays the default; use --basis only when the held-out R^2 is good.")

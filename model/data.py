@@ -1,0 +1,265 @@
+"""TA-MEAD reader for training: clips + frames + audio parquet folders -> L-frame samples.
+
+Reads a ``build-ta-mead`` output directory directly (``OUT/clips``, ``OUT/frames``,
+``OUT/audio``; see :mod:`talkclip.schemas.tamead`), keeps one split, and holds every kept clip
+in memory: blendshapes (T, 52), face mask (T,), captions, and audio features (T, n_mels)
+computed once per clip (optionally cached as .npy files under ``cache_dir``).
+
+Decisions (documented behaviour):
+- Clips shorter than ``model.seq_len`` frames, clips without captions, clips without any
+  tracked face, and clips flagged ``av_mismatch`` (their audio does not line up with the video)
+  are skipped; the counts are reported in ``TAMEADData.skipped``.
+- Frames without a face are filled by linear interpolation between tracked neighbours (edge
+  frames repeat the nearest tracked frame); ``frame_mask`` marks them so L1 ignores them (the
+  1-D SSIM runs on the filled sequence).
+- Sampling is a pure function of (seed, sample index): sample ``i`` picks its clip, window
+  start, caption variant and style crop with ``numpy.random.default_rng([seed, i])``. A resumed
+  run, any number of DataLoader workers, and every DDP rank therefore see exactly the samples
+  an uninterrupted single-process run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from talkclip import ConfigError, InputError, LayoutError
+from talkclip.schemas import NUM_BLENDSHAPES
+
+from .audio import SILENCE, audio_features
+from .config import TalkCLIPConfig
+
+TABLE_DIRS = ("clips", "frames", "audio")
+
+
+def _shards(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".") and p.is_file())
+
+
+def check_layout(data_dir: str | Path) -> dict[str, list[Path]]:
+    """The parquet shards of each table, or LayoutError naming what is missing."""
+    d = Path(data_dir)
+    if not d.exists():
+        raise InputError(f"data directory not found: {d}")
+    if not d.is_dir():
+        raise LayoutError(f"not a TA-MEAD directory (not a folder): {d}")
+    out = {}
+    for name in TABLE_DIRS:
+        files = _shards(d / name)
+        if not files:
+            raise LayoutError(f"not a TA-MEAD directory: {d} has no {name}/*.parquet "
+                              "(expected clips/, frames/, audio/ written by talkclip-data build-ta-mead)")
+        out[name] = files
+    return out
+
+
+def _read(files: list[Path], columns: list[str]):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        tables = [pq.read_table(f, columns=columns) for f in files]
+    except (pa.ArrowInvalid, OSError, KeyError) as e:
+        raise LayoutError(f"unreadable TA-MEAD table {files[0].parent}: {str(e).splitlines()[0]}") from None
+    return pa.concat_tables(tables)
+
+
+def fill_missing(bs: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """Linear interpolation over frames without a face: (T, 52) -> (T, 52)."""
+    if face.all():
+        return bs
+    t = np.arange(len(bs))
+    good = np.flatnonzero(face)
+    out = np.empty_like(bs)
+    for c in range(bs.shape[1]):
+        out[:, c] = np.interp(t, good, bs[good, c])
+    return out
+
+
+@dataclass
+class Clip:
+    clip_id: str
+    fps: float
+    captions: list[str]
+    blendshapes: np.ndarray   # (T, 52) float32, missing faces interpolated
+    face: np.ndarray          # (T,) bool
+    audio: np.ndarray         # (T, n_mels) float32 aligned to frames
+
+
+@dataclass
+class TAMEADData:
+    clips: list[Clip]
+    skipped: dict[str, int] = field(default_factory=dict)
+    split: str = "train"
+
+
+def _feature_key(cfg: TalkCLIPConfig, fps: float, n: int, n_samples: int) -> str:
+    blob = json.dumps([cfg.audio.__dict__, round(float(fps), 4), n, n_samples], sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None = "train",
+                cache_dir: str | Path | None = None, limit: int | None = None) -> TAMEADData:
+    """Read the clips of ``split`` (None = all) with their frames and audio features."""
+    if "phoneme" in cfg.model.audio_input:
+        raise ConfigError(f"training with model.audio_input={cfg.model.audio_input!r} is not implemented: TA-MEAD "
+                          "carries no phoneme alignments (the model accepts phoneme ids; the reader does not); use 'mel'")
+    files = check_layout(data_dir)
+    clips_t = _read(files["clips"], ["clip_id", "split", "fps", "frames", "frames_with_face",
+                                     "av_mismatch", "captions"]).to_pylist()
+    skipped = {"split": 0, "too_short": 0, "no_captions": 0, "no_face": 0, "av_mismatch": 0, "no_audio": 0}
+    meta = {}
+    for r in clips_t:
+        if split is not None and r["split"] != split:
+            skipped["split"] += 1
+        elif not r["captions"]:
+            skipped["no_captions"] += 1
+        elif r["av_mismatch"]:
+            skipped["av_mismatch"] += 1
+        elif not r["frames_with_face"]:
+            skipped["no_face"] += 1
+        elif (r["frames"] or 0) < cfg.model.seq_len:
+            skipped["too_short"] += 1
+        else:
+            meta[r["clip_id"]] = r
+    if limit is not None:
+        meta = dict(list(meta.items())[:limit])
+    frames: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    import pyarrow.parquet as pq
+
+    for f in files["frames"]:
+        pf = pq.ParquetFile(f)
+        for batch in pf.iter_batches(columns=["clip_id", "fps", "face", "blendshapes"], batch_size=64):
+            ids = batch.column("clip_id").to_pylist()
+            want = [i for i, c in enumerate(ids) if c in meta]
+            if not want:
+                continue
+            fps = batch.column("fps").to_pylist()
+            bs_col = batch.column("blendshapes")
+            face_col = batch.column("face")
+            for i in want:
+                bs = np.asarray(bs_col[i].values.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+                bs = bs.reshape(-1, NUM_BLENDSHAPES)
+                face = np.asarray(face_col[i].values.to_numpy(zero_copy_only=False), dtype=bool)
+                if len(face) != len(bs):
+                    raise LayoutError(f"frames of {ids[i]}: {len(face)} face flags vs {len(bs)} blendshape rows")
+                frames[ids[i]] = (bs, face, float(fps[i] or meta[ids[i]]["fps"]))
+    out: list[Clip] = []
+    late_skips = 0
+    cache = Path(cache_dir) if cache_dir else None
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+    for f in files["audio"]:
+        pf = pq.ParquetFile(f)
+        for batch in pf.iter_batches(columns=["clip_id", "sample_rate", "samples"], batch_size=16):
+            ids = batch.column("clip_id").to_pylist()
+            for i, cid in enumerate(ids):
+                if cid not in frames or cid not in meta:
+                    continue
+                bs, face, fps = frames.pop(cid)
+                if not face.any() or len(bs) < cfg.model.seq_len:
+                    skipped["no_face" if not face.any() else "too_short"] += 1
+                    late_skips += 1
+                    continue
+                sr = batch.column("sample_rate")[i].as_py()
+                samples = batch.column("samples")[i].values.to_numpy(zero_copy_only=False)
+                if sr != cfg.audio.sample_rate:
+                    raise LayoutError(f"audio of {cid} is {sr} Hz; the model config expects {cfg.audio.sample_rate} Hz")
+                feats = None
+                path = None
+                if cache:
+                    path = cache / f"{cid}.{_feature_key(cfg, fps, len(bs), len(samples))}.npy"
+                    if path.is_file():
+                        try:
+                            feats = np.load(path, allow_pickle=False)
+                        except (OSError, ValueError):
+                            feats = None
+                if feats is None:
+                    feats = audio_features(samples.astype(np.int16), fps, len(bs), cfg).numpy()
+                    if path is not None:
+                        tmp = path.with_name(path.name + ".tmp.npy")
+                        np.save(tmp, feats)
+                        tmp.replace(path)
+                out.append(Clip(cid, fps, list(meta[cid]["captions"]), fill_missing(bs, face), face,
+                                feats.astype(np.float32)))
+    skipped["no_audio"] = len(meta) - len(out) - late_skips  # kept clips without frames or audio rows
+    out.sort(key=lambda c: c.clip_id)
+    if not out:
+        raise InputError(f"no usable clips in {data_dir} (split {split}): skipped {skipped}")
+    return TAMEADData(out, skipped, split or "all")
+
+
+class TAMEADWindows(torch.utils.data.Dataset):
+    """Sample ``i`` -> one L-frame training window (a pure function of (seed, i))."""
+
+    def __init__(self, data: TAMEADData, cfg: TalkCLIPConfig, seed: int = 0):
+        self.clips = data.clips
+        self.cfg = cfg
+        self.seed = int(seed)
+        self.L = cfg.model.seq_len
+        self.w = cfg.model.window
+        self.S = min(cfg.model.style_frames, max(len(c.blendshapes) for c in self.clips))
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.seed, int(i)])
+        c = self.clips[int(rng.integers(len(self.clips)))]
+        T = len(c.blendshapes)
+        s = int(rng.integers(0, T - self.L + 1))
+        w, L, S = self.w, self.L, self.S
+        # audio with w context frames each side, silence beyond the clip: (L + 2w, n_mels)
+        audio = np.full((L + 2 * w, c.audio.shape[1]), SILENCE, dtype=np.float32)
+        lo, hi = max(0, s - w), min(T, s + L + w)
+        audio[lo - (s - w): hi - (s - w)] = c.audio[lo:hi]
+        # style reference: a random crop of up to S frames of the same clip, padded + masked
+        n = min(S, T)
+        s0 = int(rng.integers(0, T - n + 1))
+        style = np.zeros((S, NUM_BLENDSHAPES), dtype=np.float32)
+        style[:n] = c.blendshapes[s0:s0 + n]
+        smask = np.zeros(S, dtype=bool)
+        smask[:n] = c.face[s0:s0 + n]
+        if not smask.any():
+            smask[:n] = True  # interpolated frames stand in when the crop has no tracked face
+        caption = c.captions[int(rng.integers(len(c.captions)))]
+        return {
+            "blendshapes": torch.from_numpy(np.array(c.blendshapes[s:s + L])),  # (L, 52)
+            "frame_mask": torch.from_numpy(c.face[s:s + L].copy()),                        # (L,)
+            "audio": torch.from_numpy(audio),                                              # (L+2w, F)
+            "style_bs": torch.from_numpy(style),                                           # (S, 52)
+            "style_mask": torch.from_numpy(smask),                                         # (S,)
+            "captions": caption,
+        }
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batch sampler: step k (from ``start``) -> sample ids of this rank's share of global batch k."""
+
+    def __init__(self, batch_size: int, start_step: int, stop_step: int, rank: int = 0, world: int = 1):
+        self.B, self.start, self.stop, self.rank, self.world = batch_size, start_step, stop_step, rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for k in range(self.start, self.stop):
+            base = (k * self.world + self.rank) * self.B
+            yield list(range(base, base + self.B))
+
+
+def make_loader(dataset: TAMEADWindows, batch_size: int, start_step: int, stop_step: int, *,
+                workers: int = 0, rank: int = 0, world: int = 1) -> torch.utils.data.DataLoader:
+    # A private generator: creating the loader's iterator must not draw from the global torch RNG
+    # (it would shift dropout masks after a resume). Sampling itself is seeded per sample.
+    gen = torch.Generator().manual_seed(dataset.seed * 1_000_003 + start_step)
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=StepBatches(batch_size, start_step, stop_step, rank, world), generator=gen,
+        num_workers=workers, persistent_workers=False, pin_memory=False,
+        prefetch_factor=4 if workers > 0 else None)

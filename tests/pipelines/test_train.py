@@ -1,0 +1,216 @@
+"""`talkclip train` / `train-sync`: resume equals an uninterrupted run; end to end on built data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from talkclip import CheckpointError, ConfigError, InputError, LayoutError
+from talkclip.model.checkpoint import load_checkpoint
+from talkclip.model.config import load_config
+
+from support import SPEECH, write_synthetic_tamead
+
+CLI = [sys.executable, "-c", "from talkclip.cli import app; app()"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    return write_synthetic_tamead(tmp_path_factory.mktemp("synth") / "ta", n_clips=6, frames=60, seed=2)
+
+
+@pytest.fixture(scope="module")
+def dropout_config(tmp_path_factory) -> Path:
+    """tiny with dropout on, so the torch RNG state matters for resuming."""
+    c = load_config("tiny").to_dict()
+    c["name"] = "tiny_dropout"
+    c["model"]["dropout"] = 0.1
+    c["train"]["p_ramp_steps"] = 3
+    p = tmp_path_factory.mktemp("cfg") / "tiny_dropout.json"
+    p.write_text(json.dumps(c))
+    return p
+
+
+def _params(path: Path) -> dict[str, torch.Tensor]:
+    return dict(load_checkpoint(path).state_dict())
+
+
+def _assert_same(a: Path, b: Path) -> None:
+    pa_, pb = _params(a), _params(b)
+    assert pa_.keys() == pb.keys()
+    worst = max(float((pa_[k].float() - pb[k].float()).abs().max()) for k in pa_ if pa_[k].numel())
+    assert worst <= 1e-6, f"resumed run differs from the straight one by {worst}"
+
+
+def test_resume_continues_identically(synth, dropout_config, tmp_path):
+    from talkclip.pipelines.train import train
+
+    kw = dict(stage="2", seed=7, workers=0, log_every=1)
+    straight = train(synth, str(dropout_config), tmp_path / "a", steps=6, **kw)
+    assert straight.steps == 6
+    first = train(synth, str(dropout_config), tmp_path / "b", steps=3, **kw)
+    assert first.steps == 3
+    with pytest.raises(InputError, match="already holds a checkpoint"):
+        train(synth, str(dropout_config), tmp_path / "b", steps=6, **kw)
+    with pytest.raises(ConfigError, match="differs"):
+        train(synth, "tiny", tmp_path / "b", steps=6, resume=True, **kw)
+    resumed = train(synth, None, tmp_path / "b", steps=6, resume=True, **kw)
+    assert (resumed.start_step, resumed.steps) == (3, 6)
+    _assert_same(tmp_path / "a", tmp_path / "b")
+    rows_a = list(csv.DictReader((tmp_path / "a" / "train_log.csv").open()))
+    rows_b = list(csv.DictReader((tmp_path / "b" / "train_log.csv").open()))
+    assert [r["step"] for r in rows_b] == [str(i) for i in range(1, 7)]
+    for ra, rb in zip(rows_a, rows_b):
+        assert (ra["use_text"], ra["p"]) == (rb["use_text"], rb["p"])
+        assert float(ra["rec"]) == pytest.approx(float(rb["rec"]), rel=1e-4)
+    assert {r["use_text"] for r in rows_a} == {"0", "1"}  # stage 2 fed both style codes
+
+
+def test_crash_and_resume_equals_straight_run_with_workers(synth, dropout_config, tmp_path):
+    from talkclip.pipelines.train import train
+
+    kw = dict(stage="both", seed=3, workers=1, log_every=2, checkpoint_every=3)
+    train(synth, str(dropout_config), tmp_path / "a", steps=6, **kw)
+
+    def crash(step, _losses):
+        if step == 5:
+            raise KeyboardInterrupt  # killed after the step-3 checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        train(synth, str(dropout_config), tmp_path / "b", steps=6, on_step=crash, **kw)
+    assert json.loads((tmp_path / "b" / "trainer_state.json").read_text())["step"] == 3
+    train(synth, None, tmp_path / "b", steps=6, resume=True, **kw)
+    _assert_same(tmp_path / "a", tmp_path / "b")
+
+
+def test_train_rejects_bad_input(synth, tmp_path):
+    from talkclip.pipelines.train import train, train_sync
+
+    with pytest.raises(InputError, match="not found"):
+        train(tmp_path / "nope", "tiny", tmp_path / "o", steps=1)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LayoutError, match="not a TA-MEAD directory"):
+        train(tmp_path / "empty", "tiny", tmp_path / "o", steps=1)
+    with pytest.raises(CheckpointError, match="no resumable"):
+        train(synth, None, tmp_path / "o2", steps=1, resume=True)
+    (tmp_path / "badsync").mkdir()
+    (tmp_path / "badsync" / "config.json").write_text(json.dumps(load_config("tiny").to_dict()))
+    (tmp_path / "badsync" / "model.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(CheckpointError):
+        train(synth, "tiny", tmp_path / "o3", steps=1, sync_checkpoint=tmp_path / "badsync")
+    with pytest.raises(InputError, match="stage"):
+        train(synth, "tiny", tmp_path / "o4", steps=1, stage="3")
+    with pytest.raises(InputError, match="CUDA") if not torch.cuda.is_available() else pytest.raises(InputError, match="device"):
+        train_sync(synth, "tiny", tmp_path / "o5", steps=1, device="cuda" if not torch.cuda.is_available() else "tpu")
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _e2e(data: Path, tmp_path: Path) -> None:
+    sync_dir, ck = tmp_path / "sync", tmp_path / "ck"
+    r = _cli("train-sync", "--data", str(data), "--config", "tiny", "--out", str(sync_dir), "--steps", "8")
+    assert r.returncode == 0, r.stderr
+    r = _cli("train", "--data", str(data), "--config", "tiny", "--out", str(ck), "--steps", "6",
+             "--sync-checkpoint", str(sync_dir), "--workers", "1", "--batch-size", "3")
+    assert r.returncode == 0, r.stderr
+    assert "checkpoint:" in r.stdout and "Traceback" not in r.stderr
+    rows = list(csv.DictReader((ck / "train_log.csv").open()))
+    assert rows[-1]["step"] == "6" and float(rows[-1]["sync"]) > 0 and float(rows[-1]["rec"]) > 0
+    model = load_checkpoint(ck)
+    assert bool(model.sync_ready)
+    from talkclip.annotate.media import load_audio
+    from talkclip.model.audio import audio_features
+
+    feats = audio_features(load_audio(SPEECH / "hello_en.wav"), 25.0, None, model.config)
+    y = model.generate(feats, model.text_style(["A woman is happy and smiles."])[0])
+    assert y.shape == (feats.shape[0], 52) and torch.isfinite(y).all()
+    # bad input through the CLI: one line on stderr, exit 2
+    r = _cli("train", "--data", str(tmp_path), "--config", "tiny", "--out", str(tmp_path / "x"), "--steps", "1")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not a TA-MEAD directory" in r.stderr
+    r = _cli("train", "--data", str(data), "--out", str(ck), "--steps", "1")
+    assert r.returncode == 2 and "already holds a checkpoint" in r.stderr
+
+
+def test_end_to_end_cli_on_build_ta_mead_output(tmp_path, landmarker, fixtures):
+    """The mini-MEAD (fixture media) built by build-ta-mead, then train-sync + train as subprocesses."""
+    from support import cached_mini_build
+
+    _, data = cached_mini_build()
+    _e2e(data, tmp_path)
+
+
+def test_end_to_end_cli_on_synthetic_tamead(synth, tmp_path):
+    """Same flow on the synthetic set (no landmarker needed)."""
+    r = _cli("train", "--data", str(synth), "--config", "tiny", "--out", str(tmp_path / "ck"), "--steps", "3",
+             "--stage", "1")
+    assert r.returncode == 0, r.stderr
+    assert "L_sync skipped" in r.stdout
+    assert load_checkpoint(tmp_path / "ck").config.name == "tiny"
+
+
+def test_sync_discriminator_learns_to_tell_shifted_audio(synth, tmp_path):
+    import numpy as np
+
+    from talkclip.model.checkpoint import load_sync_checkpoint
+    from talkclip.model.data import TAMEADWindows, load_tamead, make_loader
+    from talkclip.pipelines.train import sync_batch, train_sync
+
+    s = train_sync(synth, "tiny", tmp_path / "sync", steps=200, batch_size=8, log_every=50)
+    assert s.steps == 200 and s.last["loss"] < s.first["loss"]
+    disc = load_sync_checkpoint(tmp_path / "sync")
+    cfg = load_config("tiny")
+    # fresh windows (another seed) of the train clips: in-sync pairs score above shifted ones
+    ds = TAMEADWindows(load_tamead(synth, cfg), cfg, seed=99)
+    batch = next(iter(make_loader(ds, 64, 0, 1)))
+    m, a, y = sync_batch(batch, cfg.model.sync_window, cfg.model.window, cfg.train.sync_min_shift,
+                         np.random.default_rng(5))
+    with torch.no_grad():
+        logits = disc(m, a)
+    acc = float(((logits > 0).float() == y).float().mean())
+    assert logits[y == 1].mean() > logits[y == 0].mean() and acc >= 0.6, acc
+
+
+def test_ddp_two_ranks_equal_one_process_with_the_global_batch(synth, tmp_path):
+    """torchrun with 2 CPU ranks (gloo), batch 2 each == one process with batch 4."""
+    from talkclip.pipelines.train import train
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.is_file():
+        pytest.skip("torchrun not installed beside this python")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "--no-python", *CLI,
+                        "train", "--data", str(synth), "--config", "tiny", "--out", str(tmp_path / "ddp"),
+                        "--steps", "3", "--stage", "2", "--batch-size", "2", "--workers", "0", "--seed", "5"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("checkpoint:") == 1  # only rank 0 reports
+    train(synth, "tiny", tmp_path / "one", steps=3, stage="2", batch_size=4, workers=0, seed=5)
+    # reference scale: the same run on half the data (one rank's share only)
+    train(synth, "tiny", tmp_path / "half", steps=3, stage="2", batch_size=2, workers=0, seed=5)
+    ddp, one, half = _params(tmp_path / "ddp"), _params(tmp_path / "one"), _params(tmp_path / "half")
+
+    def dist(a, b):
+        return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if a[k].numel())
+
+    # Adam turns float-rounding differences of near-zero gradients into steps of up to lr, so
+    # "equal" means: far closer to the global-batch run than a run on one rank's data is
+    assert dist(ddp, one) < 0.1 * dist(half, one), (dist(ddp, one), dist(half, one))
+    assert dist(ddp, one) < 5e-4
