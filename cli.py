@@ -175,8 +175,12 @@ def demo_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of a table."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task file."),
     subject: str = typer.Option("woman", "--subject", help="Caption subject (the sample shows a woman)."),
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the demo's MEAD-shaped sample and its TA-MEAD build."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Worker processes for the demo build."),
+    caption_only: bool = typer.Option(False, "--caption-only", help="Only caption the sample video; skip the demo build."),
 ) -> None:
-    """Caption the sample talking-head video placed by `talkclip-data setup`."""
+    """Demo on the samples `talkclip-data setup` placed: caption a talking-head video, then build a
+    tiny TA-MEAD from a MEAD-shaped sample cut from it (resumable: a rerun reuses OUT)."""
     from talkclip import InputError
     from talkclip.pipelines.caption import SUBJECTS
     from talkclip.pipelines.setup import sample_path
@@ -186,6 +190,17 @@ def demo_cmd(
 
     _caption_and_print(sample_path("talking.mp4"), subject=subject, emotion=None, level=None, n=n, seed=seed,
                        as_json=as_json, landmarker=landmarker, au_table=None, groups=None, estimator="mediapipe")
+    if caption_only or as_json:
+        return
+    from talkclip.pipelines.sample import make_sample
+
+    mead = out / "mead"
+    if not mead.is_dir():
+        make_sample(mead)
+    summary = _build_and_report(mead, out / "ta-mead", jobs=jobs, landmarker=landmarker, test_speakers=1)
+    stats_cmd(out / "ta-mead", samples=4)
+    console.print(f"demo TA-MEAD in {out / 'ta-mead'} (load it with datasets.load_dataset)", markup=False)
+    raise typer.Exit(summary.exit_code)
 
 
 # ---------------------------------------------------------------- train + train-sync (issue 4, H3)
@@ -295,6 +310,20 @@ def build_ta_mead_cmd(
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
+    view_list = _split_list(views)
+    if view_list and "all" in view_list:
+        view_list = None
+    elif not view_list:
+        view_list = ["front"]
+    summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=view_list,
+                                emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
+                                groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
+                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker)
+    raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
+
+
+def _build_and_report(mead: Path, out: Path, **options):
+    """Run build_ta_mead with a progress bar on stderr and print its summary table."""
     import time as _time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -302,11 +331,6 @@ def build_ta_mead_cmd(
 
     from talkclip.pipelines.build_ta_mead import build_ta_mead
 
-    view_list = _split_list(views)
-    if view_list and "all" in view_list:
-        view_list = None
-    elif not view_list:
-        view_list = ["front"]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]} clips/s"), TextColumn("ETA"), TimeRemainingColumn(),
                TextColumn("failed {task.fields[failed]}"))
@@ -328,11 +352,7 @@ def build_ta_mead_cmd(
             bar.update(task, description="annotating")
 
     try:
-        summary = build_ta_mead(mead, out, jobs=jobs, speakers=_split_list(speakers), views=view_list,
-                                emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
-                                groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
-                                test_speakers=test_speakers, progress=on_progress, shard_clips=shard_size,
-                                landmarker=landmarker)
+        summary = build_ta_mead(mead, out, progress=on_progress, **options)
     finally:
         bar.stop()
     for w in summary.warnings:
@@ -352,7 +372,7 @@ def build_ta_mead_cmd(
                  ("time", f"{summary.seconds:.1f} s"), ("tracking rate", f"{fps:.1f} frames/s")):
         table.add_row(k, str(v))
     console.print(table)
-    raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
+    return summary
 
 
 @data.command("calibrate")
