@@ -557,7 +557,8 @@ def eval_cmd(
                       "-" if r.style_score is None else f"{r.style_score:.2f}")
     console.print(table)
     m = report.mean
-    console.print(f"mean: SSIM {m['ssim']:.3f}  CPBD {m['cpbd']:.3f}  F-LMD {m['f_lmd']:.3f}  M-LMD {m['m_lmd']:.3f}")
+    console.print(f"mean: SSIM {m['ssim']:.3f}  CPBD {m['cpbd']:.3f}  F-LMD {m['f_lmd']:.3f}  M-LMD {m['m_lmd']:.3f}"
+                  "  (LMD in inter-ocular distances; style = share of the text's AUs found active)")
     for note in report.notes:
         console.print(f"note: {note}")
 
