@@ -117,7 +117,18 @@ def _first_difference(a: dict, b: dict, where: str = "") -> str | None:
     return None
 
 
-def _resolve_config(config, out: Path, resume: bool):
+def _resolve_config(config, out: Path, resume: bool, batch_size: int | None = None):
+    """The run's config: the checkpoint's on resume (checked against ``config``), else ``config``;
+    ``batch_size`` overrides the config's."""
+    cfg = _base_config(config, out, resume)
+    if batch_size is not None:
+        if batch_size < 1:
+            raise InputError("--batch-size must be >= 1")
+        cfg.train.batch_size = batch_size
+    return cfg
+
+
+def _base_config(config, out: Path, resume: bool):
     from talkclip.model.checkpoint import STATE_FILE, read_config
     from talkclip.model.config import TalkCLIPConfig, load_config
 
@@ -217,11 +228,7 @@ def train(data_dir: str | Path, config, out_dir: str | Path, *, steps: int | Non
     if stage not in STAGES:
         raise InputError(f"--stage must be 1, 2 or both, got {stage!r}")
     out = Path(out_dir)
-    cfg = _resolve_config(config, out, resume)
-    if batch_size is not None:
-        if batch_size < 1:
-            raise InputError("--batch-size must be >= 1")
-        cfg.train.batch_size = batch_size
+    cfg = _resolve_config(config, out, resume, batch_size)
     tr = cfg.train
     total = int(steps if steps is not None else 2 * max(1, tr.p_ramp_steps))
     if total < 1:
@@ -403,11 +410,7 @@ def train_sync(data_dir: str | Path, config, out_dir: str | Path, *, steps: int 
     from talkclip.model.discriminators import SyncDiscriminator
 
     out = Path(out_dir)
-    cfg = _resolve_config(config, out, resume)
-    if batch_size is not None:
-        if batch_size < 1:
-            raise InputError("--batch-size must be >= 1")
-        cfg.train.batch_size = batch_size
+    cfg = _resolve_config(config, out, resume, batch_size)
     tr = cfg.train
     total = int(steps if steps is not None else tr.sync_steps)
     if total < 1:

@@ -30,3 +30,14 @@ def landmarker() -> Path:
     from talkclip.annotate.tracker import resolve_landmarker
 
     return resolve_landmarker()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (faster and steadier on a shared 2-core machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -12,12 +12,7 @@ from talkclip.model.talkclip import TalkCLIP
 from support import write_synthetic_tamead
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tiny_model_overfits_one_batch(tmp_path):

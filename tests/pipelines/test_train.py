@@ -21,12 +21,7 @@ from support import SPEECH, write_synthetic_tamead
 CLI = [sys.executable, "-c", "from talkclip.cli import app; app()"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
