@@ -83,3 +83,25 @@ def test_tracker_keeps_largest_face(landmarker, fixtures):
     with FaceTracker(mode="image") as t:
         r = t.detect(np.asarray(canvas))
     assert r is not None and r.landmarks[:, 0].mean() > 0.5
+
+
+@pytest.mark.parametrize("suffix,codec,fps", [(".mkv", "hevc", 30), (".mov", "h264", 25), (".mp4", "mpeg4", 12)])
+def test_containers_codecs_and_rates(tmp_path, landmarker, fixtures, suffix, codec, fps):
+    """Re-encode 20 frames of a real face video to other containers, codecs and frame rates."""
+    import av
+
+    frames = [f.rgb for f in iter_frames(FACES / "single_face.mp4")][:20]
+    out = tmp_path / f"clip{suffix}"
+    with av.open(str(out), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        for rgb in frames:
+            for pkt in s.encode(av.VideoFrame.from_ndarray(rgb[::2, ::2].copy(), format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    info = probe(out)
+    assert abs(info.fps - fps) < 0.5
+    tr = track_media(out)
+    assert tr.frames == 20 and tr.frames_with_face >= 18
+    assert np.allclose(np.diff(tr.timestamp_ms), 1000 / fps, atol=1.5)
