@@ -129,6 +129,15 @@ def run_data_cli(*args: str, env: dict | None = None, timeout: float = 300):
                           timeout=timeout, env=full_env)
 
 
+def assert_one_line_error(proc) -> str:
+    """A CLI run that failed as users should see it: exit 2, one stderr line, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.strip() == ""
+    return lines[0]
+
+
 def write_partial_face_video(path, n_each: int = 12, size=(640, 360), fps: int = 24):
     """Write an H.264 mp4: ``n_each`` frames of no_face.mp4, then ``n_each`` of single_face.mp4."""
     import av

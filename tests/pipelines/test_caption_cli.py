@@ -10,17 +10,9 @@ import pytest
 from talkclip.annotate.media import iter_frames
 from talkclip.schemas import AU_IDS
 
-from support import FACES, run_data_cli, write_partial_face_video
+from support import FACES, assert_one_line_error, run_data_cli, write_partial_face_video
 
 KEYS = {"video", "frames", "frames_with_face", "fps", "aus", "captions"}
-
-
-def assert_one_line_error(proc):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stdout.strip() == ""
-    return lines[0]
 
 
 def test_caption_json_on_photo(landmarker, fixtures):
