@@ -7,4 +7,6 @@ the TA-MEAD training reader and checkpoints (safetensors). Torch is imported by 
 - schedule.py: stages and the text-probability schedule p_schedule(step, cfg)
 - data.py: TA-MEAD reader, window sampler, DataLoader
 - checkpoint.py: save_checkpoint / load_checkpoint / load_sync_checkpoint
+- renderer.py: the training-free renderer (blendshape rig or fitted basis, torch mesh warp)
+- syncnet.py: SyncNet (syncnet_python's layout), MFCC, offset/confidence; load_syncnet (safetensors)
 """

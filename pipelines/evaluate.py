@@ -26,8 +26,19 @@ Metrics (per pair, then averaged over pairs):
   slightly raised" -> AU1 level 1; no adverb = level 2, "extremely" = level 3, per the AU
   table); the AU estimator re-runs on the generated video, and the score is the share of
   mentioned AUs found active (level >= 1); ``style_exact`` is the share at exactly the level.
-- SyncNet confidence: not implemented (unfinished); asking for it with weights raises
-  NotImplementedError; without ``syncnet`` a note says it was skipped.
+- SyncNet (with ``syncnet`` = a safetensors conversion of syncnet_python's syncnet_v2.model;
+  see talkclip.model.syncnet for the network, MFCC, offset search and confidence): scored on
+  each *generated* video against its own audio track. The video is resampled to 25 fps
+  (nearest frame in time, as ffmpeg ``-r 25`` roughly does), tracked with MediaPipe, and each
+  frame cropped as syncnet_python's run_pipeline crops its S3FD face track: box half-size s =
+  max(w, h) / 2 of the face box, centre and s median-filtered over 13 frames (zero-padded
+  ends, like scipy's medfilt), crop rows cy - s .. cy + 1.8 s, columns cx - 1.4 s .. cx + 1.4 s,
+  grey 110 outside the image, resized to 224 x 224 (bilinear), BGR. Difference: our face box is
+  the bounding box of the 478 MediaPipe landmarks (frames without a face take the box
+  interpolated from their neighbours), not an S3FD detection, so crops are similar but not
+  identical. Reported: offset (frames, 25 fps), confidence (median - min of the mean distance
+  over shifts -15..15), min distance. Not checked against syncnet_python with the real weights
+  (they could not be obtained here). Without ``syncnet`` a note says it was skipped.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkclip import InputError, MediaError
+from talkclip import InputError, MediaError, NoFaceError
 from talkclip.schemas import AU_IDS, NUM_LANDMARKS
 
 LIP_POINTS = sorted({61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
@@ -62,6 +73,9 @@ class PairResult:
     style_exact: float | None = None
     style_aus: dict[int, int] = field(default_factory=dict)       # AU -> level named in the text
     style_levels: dict[int, int] = field(default_factory=dict)    # AU -> level measured
+    syncnet_offset: int | None = None          # frames at 25 fps, > 0: audio leads (generated video)
+    syncnet_confidence: float | None = None    # median - min of the mean distance over shifts
+    syncnet_min_dist: float | None = None
 
 
 @dataclass
@@ -76,6 +90,10 @@ class EvalReport:
         scores = [p.style_score for p in self.pairs if p.style_score is not None]
         if scores:
             out["style_score"] = float(np.mean(scores))
+        for k in ("syncnet_confidence", "syncnet_min_dist"):
+            vals = [getattr(p, k) for p in self.pairs if getattr(p, k) is not None]
+            if vals:
+                out[k] = float(np.mean(vals))
         return out
 
     def to_dict(self) -> dict:
@@ -299,11 +317,103 @@ def evaluate_pair(name: str, gen_path: Path, ref_path: Path, *, text: str | None
     return res
 
 
-def syncnet_confidence(weights: Path, video: Path) -> float:
-    """SyncNet audio-visual confidence. Unfinished: needs a SyncNet port (syncnet_python's
-    model) that loads weights without pickle."""
-    raise NotImplementedError("SyncNet confidence is not implemented yet in talkclip (unfinished); "
-                              "run eval without --syncnet")
+# ---------------------------------------------------------------- SyncNet (issue 5, H5)
+
+SYNCNET_CROP_SCALE = 0.4        # syncnet_python run_pipeline --crop_scale
+SYNCNET_MEDIAN = 13             # its median filter over the face track
+
+
+def resample_indices(timestamps_ms: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    """Source frame index for each output frame at ``fps``: the frame nearest in time to k / fps,
+    for k while k / fps is before the end of the last source frame. (T,) -> (T',) int64."""
+    ts = np.asarray(timestamps_ms, np.float64)
+    assert ts.ndim == 1 and len(ts) > 0, "need at least one timestamp"
+    step = float(np.median(np.diff(ts))) if len(ts) > 1 else 1000.0 / fps
+    end = ts[-1] + step                                                  # ms
+    n_out = max(1, int(np.floor((end - ts[0]) * fps / 1000.0 + 1e-6)))
+    if len(ts) == 1:
+        return np.zeros(n_out, np.int64)
+    t = ts[0] + np.arange(n_out) * 1000.0 / fps
+    right = np.clip(np.searchsorted(ts, t), 1, len(ts) - 1)
+    left = right - 1
+    return np.where(np.abs(ts[right] - t) < np.abs(t - ts[left]), right, left).astype(np.int64)
+
+
+def _medfilt_zero(x: np.ndarray, k: int) -> np.ndarray:
+    """Running median of (T,) with window k (odd), zeros beyond the ends (scipy.signal.medfilt's way)."""
+    h = k // 2
+    padded = np.pad(np.asarray(x, np.float64), h)
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, k), axis=1)
+
+
+def syncnet_crop(rgb: np.ndarray, cx: float, cy: float, s: float, scale: float = SYNCNET_CROP_SCALE) -> np.ndarray:
+    """One (H, W, 3) RGB frame -> (224, 224, 3) uint8 BGR face crop around a face box with centre
+    (cx, cy) and half-size s: rows cy - s .. cy + s (1 + 2 scale), columns cx -+ s (1 + scale),
+    grey 110 outside the image (integer bounds truncated the way run_pipeline truncates them)."""
+    import cv2
+
+    s = max(float(s), 1.0)
+    pad = int(s * (1 + 2 * scale))            # run_pipeline pads the frame by this much first
+    my, mx = cy + pad, cx + pad
+    r0, r1 = int(my - s) - pad, int(my + s * (1 + 2 * scale)) - pad
+    c0, c1 = int(mx - s * (1 + scale)) - pad, int(mx + s * (1 + scale)) - pad
+    h, w = rgb.shape[:2]
+    out = np.full((r1 - r0, c1 - c0, 3), 110, np.uint8)
+    y0, y1, x0, x1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+    if y1 > y0 and x1 > x0:
+        out[y0 - r0:y1 - r0, x0 - c0:x1 - c0] = rgb[y0:y1, x0:x1]
+    out = cv2.resize(out, (224, 224), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(out[..., ::-1])                        # RGB -> BGR
+
+
+def syncnet_crops(video: Path, landmarker: str | Path | None = None) -> np.ndarray:
+    """(T', 224, 224, 3) uint8 BGR face crops of a video resampled to 25 fps (module docstring).
+    Raises NoFaceError when no frame shows a face. Decodes the video twice (track, then crop);
+    holds all crops in memory (150 KB a frame, about 225 MB per minute of video)."""
+    from talkclip.annotate.media import iter_frames
+    from talkclip.annotate.tracker import FaceTracker
+
+    ts, boxes = [], []
+    with FaceTracker(landmarker, mode="video") as tracker:
+        for fr in iter_frames(video):
+            h, w = fr.rgb.shape[:2]
+            r = tracker.detect(fr.rgb, fr.timestamp_ms)
+            ts.append(fr.timestamp_ms)
+            if r is None:
+                boxes.append([np.nan] * 4)
+            else:
+                xy = r.landmarks[:, :2] * np.array([w, h], np.float32)
+                boxes.append([*xy.min(0), *xy.max(0)])
+    box = np.asarray(boxes, np.float64)                                  # (T, 4) x0 y0 x1 y1, NaN = no face
+    if not np.isfinite(box[:, 0]).any():
+        raise NoFaceError(f"no face in any frame of {video}: no SyncNet crop")
+    sel = resample_indices(np.asarray(ts))                               # (T',)
+    b = box[sel]
+    ok = np.isfinite(b[:, 0])
+    k = np.arange(len(b))
+    b = np.stack([np.interp(k, k[ok], b[ok, j]) for j in range(4)], 1)  # fill frames without a face
+    s = _medfilt_zero(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) / 2, SYNCNET_MEDIAN)
+    cx = _medfilt_zero((b[:, 0] + b[:, 2]) / 2, SYNCNET_MEDIAN)
+    cy = _medfilt_zero((b[:, 1] + b[:, 3]) / 2, SYNCNET_MEDIAN)
+    crops = np.zeros((len(sel), 224, 224, 3), np.uint8)
+    wanted: dict[int, list[int]] = {}
+    for out_i, src_i in enumerate(sel):
+        wanted.setdefault(int(src_i), []).append(out_i)
+    for fr in iter_frames(video):
+        for out_i in wanted.get(fr.index, ()):
+            crops[out_i] = syncnet_crop(fr.rgb, cx[out_i], cy[out_i], s[out_i])
+    return crops
+
+
+def syncnet_confidence(model, video: Path, landmarker: str | Path | None = None):
+    """SyncNet offset / confidence of one video against its own audio track -> SyncResult.
+    ``model`` is a loaded talkclip.model.syncnet.SyncNet. MediaError when the video has no
+    audio, NoFaceError without a face, InputError when shorter than 6 frames at 25 fps."""
+    from talkclip.annotate.media import load_audio
+    from talkclip.model.syncnet import SAMPLE_RATE, sync_score
+
+    audio = load_audio(video, SAMPLE_RATE)
+    return sync_score(model, syncnet_crops(video, landmarker), audio)
 
 
 def evaluate(generated: str | Path, reference: str | Path, *, text: str | None = None,
@@ -312,13 +422,26 @@ def evaluate(generated: str | Path, reference: str | Path, *, text: str | None =
     """Evaluate one pair or every same-named pair of two folders (see module docstring)."""
     pairs = _pairs(Path(generated), Path(reference))
     notes = []
+    sync_model = None
     if syncnet is not None:
         if not Path(syncnet).is_file():
             raise InputError(f"no such SyncNet weights file: {syncnet}")
-        syncnet_confidence(Path(syncnet), pairs[0][1])
+        from talkclip.model.syncnet import load_syncnet
+
+        sync_model = load_syncnet(syncnet)   # CheckpointError before any video work
+        notes.append("SyncNet: scored on each generated video against its own audio, MediaPipe face crops "
+                     "(not S3FD); never checked against syncnet_python with the released weights")
     else:
-        notes.append("SyncNet confidence skipped: pass --syncnet WEIGHTS to ask for it (not implemented yet)")
+        notes.append("SyncNet confidence skipped: pass --syncnet WEIGHTS.safetensors to compute it")
     results = [evaluate_pair(n, g, r, text=text, landmarker=landmarker, estimator=estimator) for n, g, r in pairs]
+    if sync_model is not None:
+        for r, (n, g, _) in zip(results, pairs):
+            try:
+                sr = syncnet_confidence(sync_model, g, landmarker)
+            except (MediaError, NoFaceError, InputError) as e:  # record and go on with the other pairs
+                notes.append(f"{n}: SyncNet skipped: {e}")
+                continue
+            r.syncnet_offset, r.syncnet_confidence, r.syncnet_min_dist = sr.offset, sr.confidence, sr.min_dist
     if text and not any(r.style_aus for r in results):
         notes.append("the text names no AU phrase the AU table knows (e.g. 'inner brows raised'): no style score")
     for r in results:

@@ -106,3 +106,88 @@ def test_cli_bad_input_exit_2(tmp_path, case, landmarker):
 def test_mixed_file_and_folder_is_an_input_error(tmp_path):
     with pytest.raises(InputError):
         evaluate(FACES / "single_face.mp4", tmp_path)
+
+
+# ---- SyncNet (issue 5, H5): random-init weights; the released ones are not available here ----
+
+def _random_syncnet(path):
+    import torch
+    from safetensors.torch import save_file
+
+    from talkclip.model.syncnet import SyncNet
+
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in SyncNet().state_dict().items()}, str(path))
+    return path
+
+
+def test_syncnet_resampling_and_crop():
+    from talkclip.pipelines.evaluate import resample_indices, syncnet_crop
+
+    idx = resample_indices(np.arange(72) * 1000 / 30)              # 2.4 s at 30 fps -> 60 frames
+    assert len(idx) == 60 and idx[0] == 0 and idx[-1] == 71 and (np.diff(idx) >= 1).all()
+    assert list(idx[:6]) == [0, 1, 2, 4, 5, 6]                      # nearest frame to k * 40 ms
+    assert resample_indices(np.arange(50) * 40).tolist() == list(range(50))
+    assert len(resample_indices(np.arange(20) * 1000 / 12.5)) == 40  # 12.5 fps: every frame twice
+    rgb = np.zeros((100, 200, 3), np.uint8)
+    rgb[..., 0] = 255                                               # pure red RGB frame
+    crop = syncnet_crop(rgb, cx=100, cy=50, s=20)                  # rows 30..86, cols 72..128: inside
+    assert crop.shape == (224, 224, 3) and crop.dtype == np.uint8
+    assert (crop[..., 2] == 255).all() and (crop[..., :2] == 0).all()  # BGR
+    edge = syncnet_crop(rgb, cx=10, cy=90, s=20)                   # runs off the left and bottom
+    assert (edge[-5:, :, 0] == 110).all() and (edge[:5, -5:, 2] == 255).all()
+
+
+def test_syncnet_needs_a_face(fixtures, landmarker):
+    from talkclip import NoFaceError
+    from talkclip.pipelines.evaluate import syncnet_crops
+
+    with pytest.raises(NoFaceError):
+        syncnet_crops(FACES / "no_face.mp4", landmarker)
+
+
+def test_cli_syncnet_json(tmp_path, landmarker):
+    w = _random_syncnet(tmp_path / "syncnet.safetensors")
+    r = _cli("eval", "--generated", str(FACES / "single_face.mp4"), "--reference", str(FACES / "single_face.mp4"),
+             "--syncnet", str(w), "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    p = data["pairs"][0]
+    assert isinstance(p["syncnet_offset"], int) and -15 <= p["syncnet_offset"] <= 15
+    assert np.isfinite(p["syncnet_confidence"]) and p["syncnet_confidence"] >= 0
+    assert np.isfinite(p["syncnet_min_dist"]) and p["syncnet_min_dist"] > 0
+    assert data["mean"]["syncnet_confidence"] == pytest.approx(p["syncnet_confidence"])
+    assert not any("skipped" in n for n in data["notes"]) and any("SyncNet" in n for n in data["notes"])
+
+
+def test_syncnet_without_audio_is_a_note(tmp_path, landmarker):
+    from support import write_partial_face_video
+
+    video = write_partial_face_video(tmp_path / "silent.mp4", n_each=6)
+    rep = evaluate(video, video, syncnet=_random_syncnet(tmp_path / "w.safetensors"), landmarker=landmarker)
+    assert rep.pairs[0].syncnet_confidence is None
+    assert any("silent.mp4: SyncNet skipped" in n and "audio" in n for n in rep.notes), rep.notes
+
+
+@pytest.mark.parametrize("case", ["torch_file", "wrong_key"])
+def test_cli_bad_syncnet_weights_exit_2(tmp_path, case):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from talkclip.model.syncnet import SyncNet
+
+    if case == "torch_file":
+        w = tmp_path / "syncnet_v2.model"
+        torch.save(SyncNet().state_dict(), w)
+        expect = "safetensors conversion"
+    else:
+        sd = load_file(str(_random_syncnet(tmp_path / "ok.safetensors")))
+        sd["netfcaud.3.weight_renamed"] = sd.pop("netfcaud.3.weight")
+        w = tmp_path / "bad.safetensors"
+        save_file(sd, str(w))
+        expect = "missing key netfcaud.3.weight"
+    r = _cli("eval", "--generated", str(FACES / "single_face.mp4"), "--reference", str(FACES / "single_face.mp4"),
+             "--syncnet", str(w), cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.stderr
