@@ -122,7 +122,11 @@ def iter_frames(src: Source, *, check_complete: bool = True) -> Iterator[Frame]:
         if not c.streams.video:
             raise MediaError(f"no video stream in {_name(src)}")
         vs = c.streams.video[0]
+        # A fixed decoder thread count (FFmpeg's default follows the CPUs this process may use):
+        # how a damaged stream fails, and so the error text, must not depend on the machine or
+        # on a build worker's CPU pinning.
         vs.thread_type = "AUTO"
+        vs.codec_context.thread_count = 2
         fps = float(vs.average_rate or vs.guessed_rate or 30.0)
         declared = int(vs.frames or 0)
         last_ts, n = -1, 0
@@ -140,6 +144,9 @@ def iter_frames(src: Source, *, check_complete: bool = True) -> Iterator[Frame]:
                 yield Frame(n, ts, rgb.reformat(frame, format="rgb24").to_ndarray())
                 n += 1
         except av.error.FFmpegError as e:
+            if declared and n < declared:  # the data ends early (whether the decoder errs or not)
+                raise MediaError(f"truncated video {_name(src)}: decoded {n} of {declared} frames "
+                                 f"({_one_line(e)})") from None
             raise MediaError(f"corrupt video {_name(src)} after {n} frames: {_one_line(e)}") from None
         if n == 0:
             raise MediaError(f"no decodable frames in {_name(src)}")
