@@ -497,6 +497,8 @@ def generate_cmd(
     no_watermark: bool = typer.Option(False, "--no-watermark", help="Drop the visible 'AI' mark (the metadata tag always stays)."),
     smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma, frames; 0 = off)."),
     basis: Optional[Path] = typer.Option(None, "--basis", help="Fitted renderer basis (fit-basis) instead of the hand-built rig."),
+    renderer: Optional[Path] = typer.Option(None, "--renderer", help="Trained neural renderer checkpoint "
+                                            "(`talkclip train-renderer`) instead of the hand-built rig (H6)."),
     threads: int = typer.Option(1, "--threads", help="Torch CPU threads while generating (0 = torch's default). "
                                 "1 was fastest at 256 px on a shared 2-core machine (bench/generate_speed.py)."),
 ) -> None:
@@ -516,7 +518,7 @@ def generate_cmd(
         summary = generate(checkpoint, image, audio, text, out, device=device, size=size, fps=fps,
                            export_blendshapes=export_blendshapes, style_video=style_video, text_mix=mix,
                            intensity=intensity, pose_video=pose_video, watermark=not no_watermark,
-                           smooth=smooth, basis=basis, threads=threads or None,
+                           smooth=smooth, basis=basis, threads=threads or None, renderer=renderer,
                            progress=lambda stage, done, total: bar.update(task, completed=done, total=total))
     t = summary.timings
     console.print(f"wrote {summary.out}: {summary.frames} frames at {summary.fps:g} fps "
@@ -532,33 +534,35 @@ def eval_cmd(
     generated: Path = typer.Option(..., "--generated", help="Generated mp4, or a folder of them."),
     reference: Path = typer.Option(..., "--reference", help="Reference mp4, or a folder (files paired by name)."),
     text: Optional[str] = typer.Option(None, "--text", help="Style sentence: adds the closed-loop AU style score."),
-    syncnet: Optional[Path] = typer.Option(None, "--syncnet", help="SyncNet weights; without them SyncNet is skipped."),
+    syncnet: Optional[Path] = typer.Option(None, "--syncnet", help="SyncNet weights: a .safetensors conversion of syncnet_python's "
+                                           "syncnet_v2.model with its key names (see talkclip.model.syncnet); "
+                                           "scores each generated video's lip sync. Without it SyncNet is skipped."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """SSIM, CPBD, F-LMD, M-LMD (+ AU style score with --text) of generated vs reference videos."""
+    """SSIM, CPBD, F-LMD, M-LMD (+ AU style score with --text, SyncNet with --syncnet) of generated vs reference videos."""
     import json
 
     from rich.table import Table
 
     from talkclip.pipelines.evaluate import evaluate
 
-    try:
-        report = evaluate(generated, reference, text=text, syncnet=syncnet)
-    except NotImplementedError as e:  # SyncNet scoring is unfinished: say so in one line, exit 2
-        raise TalkclipError(str(e)) from None
+    report = evaluate(generated, reference, text=text, syncnet=syncnet)
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
         return
     table = Table(title="talkclip eval")
-    for col in ("pair", "frames", "SSIM", "CPBD", "F-LMD", "M-LMD", "style"):
+    for col in ("pair", "frames", "SSIM", "CPBD", "F-LMD", "M-LMD", "style", "sync conf (offset)"):
         table.add_column(col)
     for r in report.pairs:
+        sync = "-" if r.syncnet_confidence is None else f"{r.syncnet_confidence:.3f} ({r.syncnet_offset:+d})"
         table.add_row(r.name, str(r.frames), f"{r.ssim:.3f}", f"{r.cpbd:.3f}", f"{r.f_lmd:.3f}", f"{r.m_lmd:.3f}",
-                      "-" if r.style_score is None else f"{r.style_score:.2f}")
+                      "-" if r.style_score is None else f"{r.style_score:.2f}", sync)
     console.print(table)
     m = report.mean
-    console.print(f"mean: SSIM {m['ssim']:.3f}  CPBD {m['cpbd']:.3f}  F-LMD {m['f_lmd']:.3f}  M-LMD {m['m_lmd']:.3f}"
-                  "  (LMD in inter-ocular distances; style = share of the text's AUs found active)")
+    sync_mean = f"  SyncNet conf {m['syncnet_confidence']:.3f}" if "syncnet_confidence" in m else ""
+    console.print(f"mean: SSIM {m['ssim']:.3f}  CPBD {m['cpbd']:.3f}  F-LMD {m['f_lmd']:.3f}  M-LMD {m['m_lmd']:.3f}{sync_mean}"
+                  "  (LMD in inter-ocular distances; style = share of the text's AUs found active; "
+                  "sync offset in 25 fps frames, + = audio leads)")
     for note in report.notes:
         console.print(f"note: {note}")
 
@@ -577,3 +581,50 @@ def fit_basis_cmd(
     console.print(f"wrote {rep.out}: fitted on {rep.frames} frames of {rep.speakers} speakers "
                   f"(train R^2 {rep.r2_train:.3f}, held-out R^2 {rep.r2_test if rep.r2_test is not None else float('nan'):.3f})")
     console.print("note: the hand-built rig stays the default; use --basis only when the held-out R^2 is good.")
+
+
+# ---------------------------------------------------------------- train-renderer (issue 5, H6)
+
+@main.command("train-renderer")
+def train_renderer_cmd(
+    data_dir: Path = typer.Option(..., "--data", help="TA-MEAD directory written by `talkclip-data build-ta-mead`."),
+    config: Optional[str] = typer.Option(None, "--config", help="Renderer config: renderer-tiny, renderer-base or a "
+                                         ".json path (required unless --resume)."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint directory to write (model.safetensors + config.json + resume state)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Global step to reach (default: the config's train.steps)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (bf16 autocast on cuda)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step (default: the config's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and sampling (batches depend on seed and step only)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
+    mead: Optional[Path] = typer.Option(None, "--mead", help="MEAD root the build read (default: the path the build recorded)."),
+    split: str = typer.Option("train", "--split", help="Clips to train on: train, test or all."),
+    max_clips: Optional[int] = typer.Option(None, "--max-clips", help="Use at most this many clips (0 = all; default: the config's)."),
+    frame_stride: Optional[int] = typer.Option(None, "--frame-stride", help="Cache every n-th face frame of a clip (default: the config's)."),
+    threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0 = torch's default)."),
+) -> None:
+    """Train the PIRenderer-style neural renderer (from scratch, no pretrained weights) on TA-MEAD frames;
+    use the checkpoint with `talkclip generate --renderer DIR`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from talkclip.pipelines.train_renderer import train_renderer
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True) as bar:
+        tasks: dict = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task("loading clips" if stage == "load" else "training", total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        summary = train_renderer(data_dir, config, out, steps=steps, device=device, batch_size=batch_size, seed=seed,
+                                 resume=resume, mead=mead, split=split, max_clips=max_clips,
+                                 frame_stride=frame_stride, threads=threads or None, progress=on_progress)
+    for cid, why in summary.failures:
+        err_console.print(f"skipped {cid}: {why}", markup=False, highlight=False)
+    console.print(f"train-renderer: steps {summary.start_step} -> {summary.steps} on {summary.clips} clips "
+                  f"({summary.frames} frames, {summary.seconds:.1f} s)", markup=False, highlight=False)
+    for k in summary.last:
+        console.print(f"  {k:7s} first {summary.first.get(k, float('nan')):.4f}  last {summary.last[k]:.4f}",
+                      markup=False, highlight=False)
+    console.print(f"checkpoint: {summary.out_dir}   log: {summary.log_path}", markup=False, highlight=False)

@@ -36,7 +36,7 @@ def _excluded_prefixes(cfg: TalkCLIPConfig) -> tuple[str, ...]:
     return ("text.backbone.",) if cfg.text.backend == "minilm" else ()
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     umask = os.umask(0)
@@ -45,14 +45,14 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    _atomic_write(path, lambda p: save_file(flat, str(p), metadata=metadata))
+    atomic_write(path, lambda p: save_file(flat, str(p), metadata=metadata))
 
 
-def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
@@ -110,8 +110,8 @@ def save_checkpoint(model, out_dir: str | Path, *, optimizer=None, state: dict |
     cfg: TalkCLIPConfig = model.config
     skip = _excluded_prefixes(cfg) if kind == "talkclip" else ()
     sd = {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
-    _save_tensors(sd, out / MODEL_FILE, {"kind": kind, "format": "pt"})
-    _atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n"))
+    save_tensors(sd, out / MODEL_FILE, {"kind": kind, "format": "pt"})
+    atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n"))
     opts = dict(optimizers or {})
     if optimizer is not None:
         opts["opt"] = optimizer
@@ -123,8 +123,8 @@ def save_checkpoint(model, out_dir: str | Path, *, optimizer=None, state: dict |
             t, rest = optimizer_tensors(opt, name)
             tensors.update(t)
             state["optimizers"][name] = rest
-        _save_tensors(tensors, out / OPTIM_FILE, {"kind": "optimizer"})
-        _atomic_write(out / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=1) + "\n"))
+        save_tensors(tensors, out / OPTIM_FILE, {"kind": "optimizer"})
+        atomic_write(out / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=1) + "\n"))
     return out
 
 
@@ -161,7 +161,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
 
     p = Path(path)
     cfg = read_config(p)
-    sd, meta = _load_tensors(p / MODEL_FILE)
+    sd, meta = load_tensors(p / MODEL_FILE)
     if meta.get("kind", "talkclip") != "talkclip":
         raise CheckpointError(f"{p} holds a {meta.get('kind')} checkpoint, not a TalkCLIP model")
     model = TalkCLIP(cfg, load_text_weights=cfg.text.backend == "minilm")
@@ -179,7 +179,7 @@ def load_sync_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
 
     p = Path(path)
     cfg = read_config(p)
-    sd, meta = _load_tensors(p / MODEL_FILE)
+    sd, meta = load_tensors(p / MODEL_FILE)
     if meta.get("kind") != "sync":
         raise CheckpointError(f"{p} is not a lip-sync discriminator checkpoint (kind {meta.get('kind')!r})")
     disc = SyncDiscriminator(cfg.model, cfg.audio.n_mels)
@@ -198,5 +198,5 @@ def load_resume_state(path: str | Path) -> tuple[dict[str, Any], dict[str, torch
         state = json.loads(sf.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"corrupt {STATE_FILE} in {p}: {str(e).splitlines()[0]}") from None
-    tensors, _ = _load_tensors(p / OPTIM_FILE)
+    tensors, _ = load_tensors(p / OPTIM_FILE)
     return state, tensors

@@ -209,23 +209,38 @@ def config_from_dict(data: dict[str, Any]) -> TalkCLIPConfig:
     return validate(_build(TalkCLIPConfig, data, ""))
 
 
-def available_configs() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+RENDERER_PREFIX = "renderer-"  # packaged renderer configs (model/neural_renderer.py) share the folder
+
+
+def available_configs(renderer: bool = False) -> list[str]:
+    """Names of the packaged TalkCLIP configs (or, with ``renderer``, of the renderer configs)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json") if p.stem.startswith(RENDERER_PREFIX) == renderer)
+
+
+def read_config_json(name_or_path: str | Path, *, renderer: bool = False) -> dict:
+    """The JSON of a packaged config given by name, or of a ``.json`` file given by path.
+
+    Raises a one-line ConfigError for an unknown name, a missing file or unreadable JSON. A
+    packaged file without a ``name`` gets its file stem as name.
+    """
+    kind = "renderer config" if renderer else "config"
+    p = Path(name_or_path)
+    if p.suffix != ".json" and not p.exists():
+        if str(name_or_path) not in available_configs(renderer):
+            raise ConfigError(f"unknown {kind} {str(name_or_path)!r}: use one of "
+                              f"{', '.join(available_configs(renderer))} or a .json path")
+        p = CONFIG_DIR / f"{name_or_path}.json"
+    if not p.is_file():
+        raise ConfigError(f"{kind} file not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read {kind} {p}: {str(e).splitlines()[0]}") from None
+    if isinstance(data, dict) and "name" not in data:
+        data = {**data, "name": p.stem}
+    return data
 
 
 def load_config(name_or_path: str | Path) -> TalkCLIPConfig:
     """Load a packaged config by name (``"tiny"``, ``"base"``) or a JSON file by path."""
-    p = Path(name_or_path)
-    if p.suffix != ".json" and not p.exists():
-        p = CONFIG_DIR / f"{name_or_path}.json"
-        if not p.is_file():
-            raise ConfigError(f"unknown config {name_or_path!r}: use one of {', '.join(available_configs())} or a .json path")
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read config {p}: {str(e).splitlines()[0]}") from None
-    if isinstance(data, dict) and "name" not in data:
-        data = {**data, "name": p.stem}
-    return config_from_dict(data)
+    return config_from_dict(read_config_json(name_or_path))

@@ -8,6 +8,7 @@ Steps (timed separately, see :class:`GenerateSummary.timings`):
 3. motion: log-mel features on the video frame grid -> ``model.generate`` -> (T, 52)
    blendshapes; then intensity, the silence gate and temporal smoothing (below);
 4. render: :class:`talkclip.model.renderer.Renderer` warps the portrait per frame;
+   with ``renderer=DIR`` a trained :class:`talkclip.model.neural_renderer.NeuralRenderer` instead;
 5. encode: H.264 video + the input audio as AAC in one mp4 (PyAV).
 
 Post-processing of the blendshape curves, in this order:
@@ -265,11 +266,13 @@ def generate(checkpoint: str | Path, image: str | Path, audio: str | Path, text:
              text_mix: Sequence[tuple[str, float]] | None = None, intensity: float = 1.0,
              pose_video: str | Path | None = None, watermark: bool = True, smooth: float = 1.0,
              basis: str | Path | None = None, landmarker: str | Path | None = None,
-             threads: int | None = None,
+             threads: int | None = None, renderer: str | Path | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> GenerateSummary:
     """Make a talking-head mp4 (see the module docstring). ``text_mix``: extra (sentence, weight)
     pairs; the main ``text`` gets weight 1 - sum(weights). ``threads``: torch CPU threads for
-    this call (restored afterwards; 1 is fastest on a busy machine). ``progress(stage, done, total)``."""
+    this call (restored afterwards; 1 is fastest on a busy machine). ``renderer``: a trained neural
+    renderer checkpoint (``talkclip train-renderer``, :class:`talkclip.model.neural_renderer.NeuralRenderer`)
+    used instead of the default rig. ``progress(stage, done, total)``."""
     import torch
 
     if threads is not None and threads < 1:
@@ -281,13 +284,14 @@ def generate(checkpoint: str | Path, image: str | Path, audio: str | Path, text:
         return _generate(checkpoint, image, audio, text, out, device=device, size=size, fps=fps,
                          export_blendshapes=export_blendshapes, style_video=style_video, text_mix=text_mix,
                          intensity=intensity, pose_video=pose_video, watermark=watermark, smooth=smooth,
-                         basis=basis, landmarker=landmarker, progress=progress)
+                         basis=basis, landmarker=landmarker, renderer_dir=renderer, progress=progress)
     finally:
         torch.set_num_threads(saved)
 
 
 def _generate(checkpoint, image, audio, text, out, *, device, size, fps, export_blendshapes, style_video,
-              text_mix, intensity, pose_video, watermark, smooth, basis, landmarker, progress) -> GenerateSummary:
+              text_mix, intensity, pose_video, watermark, smooth, basis, landmarker, progress,
+              renderer_dir=None) -> GenerateSummary:
     import torch
 
     from talkclip.annotate.media import load_audio, load_image
@@ -321,7 +325,14 @@ def _generate(checkpoint, image, audio, text, out, *, device, size, fps, export_
         raise InputError(f"--out must end in .mp4, got {out.name}")
 
     # ---- portrait, audio, checkpoint
-    renderer = Renderer(device=device, basis=basis, landmarker=landmarker)
+    if renderer_dir is not None and basis is not None:
+        raise InputError("give either --renderer (neural) or --basis (rig), not both")
+    if renderer_dir is not None:  # the trained neural renderer (issue 5, H6)
+        from talkclip.model.neural_renderer import NeuralRenderer
+
+        renderer = NeuralRenderer(renderer_dir, device=device, landmarker=landmarker)
+    else:
+        renderer = Renderer(device=device, basis=basis, landmarker=landmarker)
     state = renderer.prepare(load_image(image), size=size)
     wav = load_audio(audio, 16_000)                                   # (N,) mono 16 kHz
     audio_s = len(wav) / 16_000
@@ -372,7 +383,10 @@ def _generate(checkpoint, image, audio, text, out, *, device, size, fps, export_
     try:
         for s in range(0, T, chunk):
             t = time.perf_counter()
-            frames = renderer.render(state, bs[s:s + chunk], None if pose is None else pose[s:s + chunk])
+            if renderer_dir is not None:  # neural: the whole curves, so motion windows see real neighbours
+                frames = renderer.render(state, bs, pose, start=s, stop=s + chunk)
+            else:
+                frames = renderer.render(state, bs[s:s + chunk], None if pose is None else pose[s:s + chunk])
             if mark is not None:
                 apply_watermark(frames, mark)
             timings["render"] += time.perf_counter() - t
