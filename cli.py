@@ -98,7 +98,7 @@ def setup_cmd(
     console.print(f"assets in {cache_dir()}")
 
 
-# ---------------------------------------------------------------- caption + demo (issue 2, H1)
+# ---------------------------------------------------------------- caption + demo (issue 2)
 
 def _caption_and_print(video: Path, *, subject: str, emotion: Optional[str], level: Optional[int], n: int,
                        seed: int, as_json: bool, landmarker: Optional[Path], au_table: Optional[Path],
@@ -203,7 +203,7 @@ def demo_cmd(
     raise typer.Exit(summary.exit_code)
 
 
-# ---------------------------------------------------------------- train + train-sync (issue 4, H3)
+# ---------------------------------------------------------------- train + train-sync (issue 4)
 
 def _print_train_summary(summary, what: str) -> None:
     from rich.table import Table
@@ -278,7 +278,7 @@ def train_sync_cmd(
     _print_train_summary(summary, "train-sync")
 
 
-# ---------------------------------------------------------------- build-ta-mead, calibrate, stats, push, make-sample (issue 3, H2)
+# ---------------------------------------------------------------- build-ta-mead, calibrate, stats, push, make-sample (issue 3)
 
 def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
     """Options given repeatedly and/or comma-separated -> one list (None when not given)."""
@@ -475,7 +475,7 @@ def make_sample_cmd(
     console.print(f"next: talkclip-data build-ta-mead --mead {rep.root} --out OUT", markup=False, highlight=False)
 
 
-# ---------------------------------------------------------------- generate, eval, fit-basis (issue 5, H4)
+# ---------------------------------------------------------------- generate, eval, fit-basis (issue 5)
 
 @main.command("generate")
 def generate_cmd(
@@ -498,9 +498,9 @@ def generate_cmd(
     smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma, frames; 0 = off)."),
     basis: Optional[Path] = typer.Option(None, "--basis", help="Fitted renderer basis (fit-basis) instead of the hand-built rig."),
     renderer: Optional[Path] = typer.Option(None, "--renderer", help="Trained neural renderer checkpoint "
-                                            "(`talkclip train-renderer`) instead of the hand-built rig (H6)."),
-    threads: int = typer.Option(1, "--threads", help="Torch CPU threads while generating (0 = torch's default). "
-                                "1 was fastest at 256 px on a shared 2-core machine (bench/generate_speed.py)."),
+                                            "(`talkclip train-renderer`) instead of the hand-built rig."),
+    threads: int = typer.Option(0, "--threads", help="Torch CPU threads while generating (0 = torch's default, "
+                                "all cores). On a machine busy with other work, 1 can be faster (bench/generate_speed.py)."),
 ) -> None:
     """Portrait + speech + style sentence -> talking-head mp4 (marked synthetic)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -583,7 +583,7 @@ def fit_basis_cmd(
     console.print("note: the hand-built rig stays the default; use --basis only when the held-out R^2 is good.")
 
 
-# ---------------------------------------------------------------- train-renderer (issue 5, H6)
+# ---------------------------------------------------------------- train-renderer (issue 5)
 
 @main.command("train-renderer")
 def train_renderer_cmd(

@@ -317,7 +317,7 @@ def evaluate_pair(name: str, gen_path: Path, ref_path: Path, *, text: str | None
     return res
 
 
-# ---------------------------------------------------------------- SyncNet (issue 5, H5)
+# ---------------------------------------------------------------- SyncNet (issue 5)
 
 SYNCNET_CROP_SCALE = 0.4        # syncnet_python run_pipeline --crop_scale
 SYNCNET_MEDIAN = 13             # its median filter over the face track

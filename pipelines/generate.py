@@ -327,7 +327,7 @@ def _generate(checkpoint, image, audio, text, out, *, device, size, fps, export_
     # ---- portrait, audio, checkpoint
     if renderer_dir is not None and basis is not None:
         raise InputError("give either --renderer (neural) or --basis (rig), not both")
-    if renderer_dir is not None:  # the trained neural renderer (issue 5, H6)
+    if renderer_dir is not None:  # the trained neural renderer (issue 5)
         from talkclip.model.neural_renderer import NeuralRenderer
 
         renderer = NeuralRenderer(renderer_dir, device=device, landmarker=landmarker)

@@ -12,7 +12,7 @@ FACES = FIXTURES / "faces"
 SPEECH = FIXTURES / "speech"
 
 
-# ---- synthetic TA-MEAD (H3, issue 4) -------------------------------------------------------
+# ---- synthetic TA-MEAD (issue 4) -------------------------------------------------------
 
 SYNTH_STYLES = {
     # emotion -> (blendshape channels raised, caption phrase)
@@ -108,7 +108,7 @@ def write_synthetic_tamead(out_dir, n_clips: int = 8, frames: int = 90, seed: in
     return out
 
 
-# ---- CLI runner and partial-face video (H1, issue 2) -----------------------------------------
+# ---- CLI runner and partial-face video (issue 2) -----------------------------------------
 
 def data_cli_command() -> list[str]:
     """The installed `talkclip-data` console script next to the running interpreter."""
@@ -163,7 +163,7 @@ def write_partial_face_video(path, n_each: int = 12, size=(640, 360), fps: int =
     return path
 
 
-# ---- mini-MEAD from the fixture media (H2, issue 3) ------------------------------------------
+# ---- mini-MEAD from the fixture media (issue 3) ------------------------------------------
 
 MINI_CLIP_S = 1.2
 # (speaker, view, emotion, level, take, source, start s, kind); kinds: "av" = mp4 with its own

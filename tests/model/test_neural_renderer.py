@@ -1,4 +1,4 @@
-"""The PIRenderer-style neural renderer (issue 5, H6): shapes, ranges, the warp convention,
+"""The PIRenderer-style neural renderer (issue 5): shapes, ranges, the warp convention,
 overfitting real frames, checkpoints and the rig-compatible interface."""
 
 from __future__ import annotations

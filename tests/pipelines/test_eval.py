@@ -108,7 +108,7 @@ def test_mixed_file_and_folder_is_an_input_error(tmp_path):
         evaluate(FACES / "single_face.mp4", tmp_path)
 
 
-# ---- SyncNet (issue 5, H5): random-init weights; the released ones are not available here ----
+# ---- SyncNet (issue 5): random-init weights; the released ones are not available here ----
 
 def _random_syncnet(path):
     import torch

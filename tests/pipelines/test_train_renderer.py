@@ -1,5 +1,5 @@
 """`talkclip train-renderer` on the mini TA-MEAD (real fixture media, tar members included) and
-`talkclip generate --renderer DIR` with its checkpoint (issue 5, H6)."""
+`talkclip generate --renderer DIR` with its checkpoint (issue 5)."""
 
 from __future__ import annotations
 
