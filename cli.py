@@ -7,7 +7,6 @@ here and only here.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Optional

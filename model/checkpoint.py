@@ -128,17 +128,24 @@ def save_checkpoint(model, out_dir: str | Path, *, optimizer=None, state: dict |
     return out
 
 
-def read_config(path: str | Path) -> TalkCLIPConfig:
+def read_checkpoint_config(path: str | Path, from_dict, what: str = "checkpoint"):
+    """``from_dict(json of DIR/config.json)`` for a checkpoint directory; any problem (no such
+    directory, no or unreadable config.json, a config ``from_dict`` rejects) is a one-line
+    CheckpointError."""
     p = Path(path)
     if not p.is_dir():
-        raise CheckpointError(f"checkpoint directory not found: {p}")
+        raise CheckpointError(f"{what} directory not found: {p}")
     cf = p / CONFIG_FILE
     if not cf.is_file():
-        raise CheckpointError(f"checkpoint {p} has no {CONFIG_FILE}")
+        raise CheckpointError(f"{what} {p} has no {CONFIG_FILE}")
     try:
-        return config_from_dict(json.loads(cf.read_text()))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ConfigError) as e:
-        raise CheckpointError(f"bad {CONFIG_FILE} in {p}: {str(e).splitlines()[0]}") from None
+        return from_dict(json.loads(cf.read_text()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ConfigError, TypeError) as e:
+        raise CheckpointError(f"bad {CONFIG_FILE} in {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def read_config(path: str | Path) -> TalkCLIPConfig:
+    return read_checkpoint_config(path, config_from_dict)
 
 
 def _load_into(module: torch.nn.Module, sd: dict[str, torch.Tensor], skip: tuple[str, ...], where: Path) -> None:

@@ -384,18 +384,10 @@ def save_renderer(model: PIRenderNet, out_dir: str | Path) -> Path:
 
 def load_renderer(path: str | Path, device: str | torch.device = "cpu") -> PIRenderNet:
     """Load a renderer checkpoint directory; CheckpointError (one line) when missing/corrupt."""
-    from talkclip.model.checkpoint import load_tensors
+    from talkclip.model.checkpoint import load_tensors, read_checkpoint_config
 
     p = Path(path)
-    if not p.is_dir():
-        raise CheckpointError(f"renderer checkpoint directory not found: {p}")
-    cf = p / CONFIG_FILE
-    if not cf.is_file():
-        raise CheckpointError(f"renderer checkpoint {p} has no {CONFIG_FILE}")
-    try:
-        cfg = config_from_dict(json.loads(cf.read_text()))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ConfigError, TypeError) as e:
-        raise CheckpointError(f"bad {CONFIG_FILE} in {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    cfg = read_checkpoint_config(p, config_from_dict, "renderer checkpoint")
     sd, meta = load_tensors(p / MODEL_FILE)
     if meta.get("kind") != KIND:
         raise CheckpointError(f"{p} holds a {meta.get('kind')!r} checkpoint, not a neural renderer")

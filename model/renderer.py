@@ -50,11 +50,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from talkclip import InputError, MissingAssetError, NoFaceError
 from talkclip.schemas import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
+
+if TYPE_CHECKING:  # torch is imported where it is used, to keep `import talkclip.model.renderer` light
+    import torch
 
 BS = {n: i for i, n in enumerate(BLENDSHAPE_NAMES)}
 NUM_MESH = 468          # mesh points (the 10 iris points 468..477 are not used by the warp)
