@@ -9,6 +9,12 @@ message; ``cli.py`` prints that line on stderr and exits with ``exit_code``.
 __version__ = "0.1.0"
 
 
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 class TalkclipError(Exception):
     """Base of every error meant for the user: one line, no traceback."""
 

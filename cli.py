@@ -44,13 +44,23 @@ def _run(typer_app: typer.Typer) -> None:
     except typer.Abort:
         err_console.print("aborted", markup=False)
         sys.exit(1)
-    except Exception as e:  # click usage errors and friends
-        import click
+    except _ClickException as e:  # usage errors: bad option value, missing option, unknown command
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()                  # a bare command prints its help
+        else:
+            path = getattr(getattr(e, "ctx", None), "command_path", None)
+            hint = f" (see `{path} --help`)" if path else ""
+            sys.stderr.write(f"error: {one_line(e.format_message())}{hint}\n")
+        sys.exit(e.exit_code)
 
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+
+def one_line(text: str) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else "invalid usage"
+
+
+# typer ships its own copy of click; take its ClickException from typer's own error class
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def data_app() -> None:
@@ -353,7 +363,8 @@ def _build_and_report(mead: Path, out: Path, **options):
     try:
         summary = build_ta_mead(mead, out, progress=on_progress, **options)
     finally:
-        bar.stop()
+        if bar.live.is_started:   # a bar never started would still print an empty line
+            bar.stop()
     for w in summary.warnings:
         err_console.print(f"warning: {w}", markup=False, highlight=False)
     table = Table(title=f"TA-MEAD build in {summary.out_dir}")
@@ -511,14 +522,24 @@ def generate_cmd(
     if fps not in (25, 30):
         raise typer.BadParameter("--fps must be 25 or 30")
     mix = [(mix_text, mix_weight)] if mix_text else None
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
-                  TimeRemainingColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("rendering", total=None)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
+                   TimeRemainingColumn(), console=err_console, transient=True)
+    task = bar.add_task("rendering", total=None)
+
+    def on_progress(stage, done, total) -> None:   # the bar appears once rendering starts
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
         summary = generate(checkpoint, image, audio, text, out, device=device, size=size, fps=fps,
                            export_blendshapes=export_blendshapes, style_video=style_video, text_mix=mix,
                            intensity=intensity, pose_video=pose_video, watermark=not no_watermark,
                            smooth=smooth, basis=basis, threads=threads or None, renderer=renderer,
-                           progress=lambda stage, done, total: bar.update(task, completed=done, total=total))
+                           progress=on_progress)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     t = summary.timings
     console.print(f"wrote {summary.out}: {summary.frames} frames at {summary.fps:g} fps "
                   f"({summary.duration_s:.2f} s, audio {summary.audio_duration_s:.2f} s), style from {summary.style_source}")

@@ -25,7 +25,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from talkclip import InputError, LayoutError
+from talkclip import InputError, LayoutError, one_line
 from talkclip.schemas import AU_IDS, BLENDSHAPE_NAMES, NUM_AUS
 
 from .tracker import Track
@@ -168,7 +168,7 @@ def _data_rows(path: Path) -> list[dict[str, str]]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read table {path}: {e}") from None
+        raise InputError(f"cannot read table {path}: {one_line(e)}") from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     return list(csv.DictReader(lines))
 
@@ -349,10 +349,11 @@ def load_au_table(path: str | Path | None = None) -> AUTable:
     path = Path(path) if path else AU_TABLE_PATH
     if not path.is_file():
         raise InputError(f"no such AU table: {path}")
+    data_rows = _data_rows(path)     # raises a one-line InputError for unreadable files
     comments = [ln.lstrip()[1:].removeprefix(" ") for ln in path.read_text(encoding="utf-8").splitlines()
                 if ln.lstrip().startswith("#")]
     rows = {}
-    for k, row in enumerate(_data_rows(path), start=1):
+    for k, row in enumerate(data_rows, start=1):
         try:
             rows[int(row["au"])] = row
             [float(row[c]) for c in ("t1", "t2", "t3")]

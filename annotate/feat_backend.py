@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkclip import InputError, LayoutError, MissingAssetError, OfflineError
+from talkclip import InputError, LayoutError, MissingAssetError, OfflineError, one_line
 from talkclip.schemas import AU_IDS, NUM_AUS
 
 from .tracker import Track
@@ -95,7 +95,7 @@ class FeatAUEstimator:
 
             self._detector = Detector(**detector_kwargs)
         except Exception as e:  # network and hub errors come in many types
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = one_line(e)
             raise OfflineError(f"py-feat could not load its detector weights (network needed on first use): "
                                f"{first}") from None
 
@@ -111,7 +111,7 @@ class FeatAUEstimator:
             else:  # older py-feat API
                 fex = det.detect_image(str(src)) if kind == "image" else det.detect_video(str(src))
         except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = one_line(e)
             raise InputError(f"py-feat failed on {src.name}: {first}") from None
         rows = feat_to_au_rows(_largest_face_per_frame(fex, track.frames))     # (T, 12)
         rows[~track.face] = np.nan

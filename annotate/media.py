@@ -12,7 +12,7 @@ from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 
-from talkclip import InputError, MediaError
+from talkclip import InputError, MediaError, one_line
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 Source = Union[str, Path, BinaryIO]  # a path, or an open binary file (e.g. a tar member)
@@ -47,7 +47,7 @@ def is_image(src: Source) -> bool:
 
 def _check_exists(src: Source) -> None:
     if isinstance(src, (str, Path)) and not Path(src).is_file():
-        raise InputError(f"no such file: {src}")
+        raise InputError(f"{'not a file' if Path(src).exists() else 'no such file'}: {src}")
 
 
 def _open_av(src: Source):
@@ -57,12 +57,8 @@ def _open_av(src: Source):
     try:
         return av.open(str(src) if isinstance(src, (str, Path)) else src)
     except Exception as e:  # av raises many error types for bad input
-        raise MediaError(f"cannot read media {_name(src)}: {_one_line(e)}") from None
+        raise MediaError(f"cannot read media {_name(src)}: {one_line(e)}") from None
 
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def load_image(src: Source) -> np.ndarray:
@@ -78,8 +74,8 @@ def load_image(src: Source) -> np.ndarray:
                 bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(bg, im)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, ValueError, SyntaxError) as e:
-        raise MediaError(f"cannot read image {_name(src)}: {_one_line(e)}") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise MediaError(f"cannot read image {_name(src)}: {one_line(e)}") from None
 
 
 def probe(src: Source) -> MediaInfo:
@@ -146,8 +142,8 @@ def iter_frames(src: Source, *, check_complete: bool = True) -> Iterator[Frame]:
         except av.error.FFmpegError as e:
             if declared and n < declared:  # the data ends early (whether the decoder errs or not)
                 raise MediaError(f"truncated video {_name(src)}: decoded {n} of {declared} frames "
-                                 f"({_one_line(e)})") from None
-            raise MediaError(f"corrupt video {_name(src)} after {n} frames: {_one_line(e)}") from None
+                                 f"({one_line(e)})") from None
+            raise MediaError(f"corrupt video {_name(src)} after {n} frames: {one_line(e)}") from None
         if n == 0:
             raise MediaError(f"no decodable frames in {_name(src)}")
         # A few frames of slack: containers round their declared counts.
@@ -176,7 +172,7 @@ def load_audio(src: Source, sample_rate: int = 16_000) -> np.ndarray:
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as e:
-            raise MediaError(f"cannot decode audio in {_name(src)}: {_one_line(e)}") from None
+            raise MediaError(f"cannot decode audio in {_name(src)}: {one_line(e)}") from None
     if not chunks:
         raise MediaError(f"no decodable audio in {_name(src)}")
     return np.clip(np.concatenate(chunks).astype(np.float32), -1.0, 1.0)

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from talkclip import MissingAssetError, NoFaceError
+from talkclip import MissingAssetError, NoFaceError, one_line
 from talkclip.schemas import BLENDSHAPE_NAMES, NUM_BLENDSHAPES, NUM_LANDMARKS
 
 from .media import Frame, Source, iter_frames, probe
@@ -108,8 +108,14 @@ class FaceTracker:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        with _quiet_fd2():
-            self._lm = vision.FaceLandmarker.create_from_options(options)
+        self._lm = None
+        try:
+            with _quiet_fd2():
+                self._lm = vision.FaceLandmarker.create_from_options(options)
+        except (RuntimeError, ValueError, OSError) as e:
+            first = one_line(e)
+            raise MissingAssetError(f"cannot load landmarker model {self.model_path}: {first}; "
+                                    f"{LANDMARKER_HINT}") from None
         self._warm = False
         self._last_ts = -1
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from talkclip import CheckpointError, ConfigError
+from talkclip import CheckpointError, ConfigError, one_line
 
 from .config import TalkCLIPConfig, config_from_dict
 
@@ -65,7 +65,7 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
                 out[k] = f.get_tensor(k)
         return out, meta
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"corrupt checkpoint file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise CheckpointError(f"corrupt checkpoint file {path}: {one_line(e)}") from None
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -141,7 +141,7 @@ def read_checkpoint_config(path: str | Path, from_dict, what: str = "checkpoint"
     try:
         return from_dict(json.loads(cf.read_text()))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ConfigError, TypeError) as e:
-        raise CheckpointError(f"bad {CONFIG_FILE} in {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise CheckpointError(f"bad {CONFIG_FILE} in {p}: {one_line(e)}") from None
 
 
 def read_config(path: str | Path) -> TalkCLIPConfig:
@@ -204,6 +204,6 @@ def load_resume_state(path: str | Path) -> tuple[dict[str, Any], dict[str, torch
     try:
         state = json.loads(sf.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"corrupt {STATE_FILE} in {p}: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"corrupt {STATE_FILE} in {p}: {one_line(e)}") from None
     tensors, _ = load_tensors(p / OPTIM_FILE)
     return state, tensors

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from talkclip import ConfigError
+from talkclip import ConfigError, one_line
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -235,7 +235,7 @@ def read_config_json(name_or_path: str | Path, *, renderer: bool = False) -> dic
     try:
         data = json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read {kind} {p}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"cannot read {kind} {p}: {one_line(e)}") from None
     if isinstance(data, dict) and "name" not in data:
         data = {**data, "name": p.stem}
     return data

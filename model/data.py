@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -29,7 +30,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from talkclip import ConfigError, InputError, LayoutError
+from talkclip import ConfigError, InputError, LayoutError, one_line
 from talkclip.schemas import NUM_BLENDSHAPES
 
 from .audio import SILENCE, audio_features
@@ -66,7 +67,7 @@ def _read(files: list[Path], columns: list[str]):
     try:
         tables = [pq.read_table(f, columns=columns) for f in files]
     except (pa.ArrowInvalid, OSError, KeyError) as e:
-        raise LayoutError(f"unreadable TA-MEAD table {files[0].parent}: {str(e).splitlines()[0]}") from None
+        raise LayoutError(f"unreadable TA-MEAD table {files[0].parent}: {one_line(e)}") from None
     return pa.concat_tables(tables)
 
 
@@ -133,9 +134,15 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
     frames: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     import pyarrow.parquet as pq
 
+    def batches(f: Path, columns: list[str], batch_size: int):
+        """Record batches of one shard; a damaged shard is a one-line LayoutError."""
+        try:
+            yield from pq.ParquetFile(f).iter_batches(columns=columns, batch_size=batch_size)
+        except (OSError, ValueError) as e:   # pyarrow's ArrowInvalid is a ValueError
+            raise LayoutError(f"unreadable TA-MEAD shard {f}: {one_line(e)}") from None
+
     for f in files["frames"]:
-        pf = pq.ParquetFile(f)
-        for batch in pf.iter_batches(columns=["clip_id", "fps", "face", "blendshapes"], batch_size=64):
+        for batch in batches(f, ["clip_id", "fps", "face", "blendshapes"], 64):
             ids = batch.column("clip_id").to_pylist()
             want = [i for i, c in enumerate(ids) if c in meta]
             if not want:
@@ -156,8 +163,7 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
     for f in files["audio"]:
-        pf = pq.ParquetFile(f)
-        for batch in pf.iter_batches(columns=["clip_id", "sample_rate", "samples"], batch_size=16):
+        for batch in batches(f, ["clip_id", "sample_rate", "samples"], 16):
             ids = batch.column("clip_id").to_pylist()
             for i, cid in enumerate(ids):
                 if cid not in frames or cid not in meta:
@@ -183,7 +189,7 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
                 if feats is None:
                     feats = audio_features(samples.astype(np.int16), fps, len(bs), cfg).numpy()
                     if path is not None:
-                        tmp = path.with_name(path.name + ".tmp.npy")
+                        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")  # ranks may race
                         np.save(tmp, feats)
                         tmp.replace(path)
                 out.append(Clip(cid, fps, list(meta[cid]["captions"]), fill_missing(bs, face), face,

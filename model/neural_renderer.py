@@ -455,9 +455,9 @@ class NeuralRenderer:
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu", landmarker: str | Path | None = None,
                  chunk: int = 16):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError("--device cuda asked for but no CUDA device is available")
-        self.device = torch.device(device)
+        from .device import resolve_device
+
+        self.device = resolve_device(str(device))
         self.model = load_renderer(checkpoint, self.device)
         self.config = self.model.config
         self.landmarker = landmarker

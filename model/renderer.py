@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from talkclip import InputError, MissingAssetError, NoFaceError
+from talkclip import InputError, MissingAssetError, NoFaceError, one_line
 from talkclip.schemas import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
 
 if TYPE_CHECKING:  # torch is imported where it is used, to keep `import talkclip.model.renderer` light
@@ -331,7 +331,7 @@ def load_basis(path: str | Path) -> np.ndarray:
 
             basis = load_file(str(p))["basis"].astype(np.float32)
     except Exception as e:  # corrupt file: one line
-        raise InputError(f"cannot read basis {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise InputError(f"cannot read basis {p}: {one_line(e)}") from None
     if basis.ndim != 3 or basis.shape[0] != NUM_BLENDSHAPES or basis.shape[2] != 2 or basis.shape[1] < NUM_MESH:
         raise InputError(f"basis {p} has shape {basis.shape}, expected (52, 468+, 2)")
     return basis[:, :NUM_MESH]
@@ -368,11 +368,10 @@ class Renderer:
 
     def __init__(self, device: str = "cpu", basis: str | Path | None = None,
                  landmarker: str | Path | None = None, iterations: int = 5, flow_res: int = 128):
-        import torch
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError("--device cuda asked for but no CUDA device is available")
-        self.device = torch.device(device)
+        from .device import resolve_device
+
+        self.device = resolve_device(str(device))
         self.basis = load_basis(basis) if basis is not None else None
         self.landmarker = landmarker
         self.iterations = iterations

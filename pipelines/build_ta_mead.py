@@ -74,7 +74,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from talkclip import InputError, MediaError, NoFaceError, TalkclipError, __version__
+from talkclip import InputError, MediaError, NoFaceError, TalkclipError, __version__, one_line
 from talkclip.schemas import AU_IDS, NUM_BLENDSHAPES, NUM_LANDMARKS
 from talkclip.schemas.tamead import (AUDIO_SAMPLE_RATE, AUDIO_SCHEMA, CLIPS_SCHEMA, FAILURES_SCHEMA,
                                      FRAMES_SCHEMA, LANDMARK_SCALE, STAGE1_SCHEMA)
@@ -88,6 +88,8 @@ DEFAULT_SHARD_CLIPS = 64
 WORK_DIR = ".work"
 FORMAT = "ta-mead/1"
 PHASE1_KEYS = ("mead", "speakers", "views", "emotions", "limit", "landmarks")
+# a rerun into the same folder must keep these: they decide the stored phase-1 results
+PHASE1_FIXED = ("mead", "landmarks", "landmarker_sha256", "au_mapping_sha256")
 
 
 # ----------------------------------------------------------------------------- public types
@@ -152,10 +154,6 @@ class _ClipResult:
     stage: str | None = None
     error: str | None = None
 
-
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
 
 
 def _rel(ref: MediaRef | None, root: str) -> str | None:
@@ -292,11 +290,11 @@ class ClipWorker:
             frame_aus = self.estimator.estimate(track)                     # (T, 12), NaN without face
             raw = clip_au(frame_aus)                                       # (12,)
         except TalkclipError as e:
-            raise _StageError(stage, _one_line(e)) from None
+            raise _StageError(stage, one_line(e)) from None
         except (OSError, EOFError) as e:
-            raise _StageError(stage, f"{type(e).__name__}: {_one_line(e)}") from None
+            raise _StageError(stage, f"{type(e).__name__}: {one_line(e)}") from None
         except Exception as e:  # an unexpected bug must not stop a batch job: record it
-            raise _StageError(stage, f"unexpected {type(e).__name__}: {_one_line(e)}") from None
+            raise _StageError(stage, f"unexpected {type(e).__name__}: {one_line(e)}") from None
 
         row = dict(audio_path=audio_path, audio_source=source, fps=fps, width=track.width,
                    height=track.height, frames=track.frames, frames_with_face=track.frames_with_face,
@@ -426,7 +424,7 @@ def _worker_main(index: int, cfg: _WorkerConfig, tasks, results) -> None:
             worker.flush()
             results.put(("flushed", index))
     except BaseException as e:  # report, so the parent does not wait forever
-        results.put(("crash", f"worker {index}: {type(e).__name__}: {_one_line(e)}"))
+        results.put(("crash", f"worker {index}: {type(e).__name__}: {one_line(e)}"))
         raise
     finally:
         worker.close()
@@ -534,14 +532,15 @@ def _exclusive(path: Path, what: str, wait_s: float = 0.0):
 def _check_options(work: Path, phase1: dict, committed: set[str], selected: set[str]) -> None:
     """Refuse a rerun whose phase-1 results would not fit the folder's earlier ones.
 
-    The MEAD root and --landmarks must stay the same. Filters (--speakers/--views/--emotions/
+    The MEAD root, --landmarks, the landmarker model file and the AU mapping table must stay the
+    same (they decide the stored per-clip results). Filters (--speakers/--views/--emotions/
     --limit) may change as long as every clip already built stays in the selection (e.g. a
     first run with --limit 20, then the full run); the tables never hold clips outside it.
     """
     p = work / "options.json"
     if p.is_file():
         old = json.loads(p.read_text())
-        fixed = [k for k in ("mead", "landmarks") if old.get(k) != phase1.get(k)]
+        fixed = [k for k in PHASE1_FIXED if old.get(k) != phase1.get(k)]
         if fixed:
             raise InputError(f"{work.parent} holds a build with other {', '.join(fixed)} "
                              f"({', '.join(f'{k}={old.get(k)!r}' for k in fixed)}); use the same options or a new --out")
@@ -643,7 +642,8 @@ def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, *, jobs: int = 1,
     """
     from talkclip.annotate.au import load_au_table
     from talkclip.annotate.emotions import load_group_table
-    from talkclip.annotate.tracker import resolve_landmarker
+    from talkclip.annotate.au import AU_MAPPING_PATH
+    from talkclip.annotate.tracker import FaceTracker, resolve_landmarker, sha256_file
 
     t_start = time.perf_counter()
     if jobs < 1:
@@ -659,15 +659,21 @@ def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, *, jobs: int = 1,
     table = load_au_table(au_table)
     group_table = load_group_table(groups)
     landmarker_path = resolve_landmarker(landmarker)
+    FaceTracker(landmarker_path, mode="video").close()   # a broken model file fails here, not per clip
 
     out = Path(out_dir).resolve()
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
     work = out / WORK_DIR
-    work.mkdir(parents=True, exist_ok=True)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create --out {out}: {one_line(e)}") from None
+    # everything that decides the stored per-clip results of phase 1
     phase1 = dict(mead=str(mead_root), speakers=sorted(speakers) if speakers else None,
                   views=sorted(views) if views else None, emotions=sorted(emotions) if emotions else None,
-                  limit=limit, landmarks=bool(landmarks))
+                  limit=limit, landmarks=bool(landmarks), landmarker_sha256=sha256_file(landmarker_path),
+                  au_mapping_sha256=sha256_file(AU_MAPPING_PATH))
     emit_progress = progress or (lambda ev: None)
 
     with _exclusive(work / "build.lock", f"another build is writing to {out}"):
@@ -680,7 +686,7 @@ def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, *, jobs: int = 1,
 def _build_locked(clips, out, work, phase1, mead_root, table, group_table, landmarker_path, *, jobs, landmarks,
                   au_table, groups, baseline, n_captions, seed, test_speakers, limit, shard_clips,
                   emit_progress, t_start) -> Summary:
-    from talkclip.annotate.emotions import group_table_sha256
+    from talkclip.annotate.emotions import EMOTIONS_PATH, group_table_sha256
     from talkclip.annotate.tracker import sha256_file
 
     # workers of an earlier (killed) build notice their parent is gone and stop within a clip
@@ -744,10 +750,12 @@ def _build_locked(clips, out, work, phase1, mead_root, table, group_table, landm
         options=dict(mead_root=mead_root.name, speakers=phase1["speakers"], views=phase1["views"],
                      emotions=phase1["emotions"], limit=limit, landmarks=bool(landmarks), baseline=bool(baseline),
                      n_captions=n_captions, seed=seed, test_speakers=test_speakers,
-                     au_table=str(au_table) if au_table else "packaged", groups=str(groups) if groups else "packaged"),
+                     au_table=Path(au_table).name if au_table else "packaged",
+                     groups=Path(groups).name if groups else "packaged"),
         au_estimator="mediapipe blendshapes + landmark geometry (talkclip.annotate.au)",
         au_table_sha256=table.sha256, group_table_sha256=group_table_sha256(groups),
         landmarker_sha256=sha256_file(landmarker_path),
+        au_mapping_sha256=phase1["au_mapping_sha256"], emotions_sha256=sha256_file(EMOTIONS_PATH),
         av_tolerance_s=AV_TOLERANCE_S,
         counts=dict(selected=len(clips), clips=clip_table.num_rows, failed=failures.num_rows,
                     failures_by_stage=summary.failures_by_stage, av_mismatch=summary.av_mismatch,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkclip import InputError, LayoutError
+from talkclip import InputError, LayoutError, one_line
 from talkclip.schemas import AU_IDS
 from talkclip.schemas.tamead import CLIPS_SCHEMA
 
@@ -55,7 +55,10 @@ def read_clips(out_dir: str | Path):
         raise InputError(f"no such folder: {out}")
     if not shards.shard_files(out / "clips"):
         raise LayoutError(f"{out} is not a TA-MEAD build: no clips/*.parquet (run build-ta-mead first)")
-    return shards.read_table(out / "clips", CLIPS_SCHEMA)
+    try:
+        return shards.read_table(out / "clips", CLIPS_SCHEMA)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise LayoutError(f"unreadable clips table in {out}: {one_line(e)}") from None
 
 
 def derive_thresholds(neutral: np.ndarray, emotional: np.ndarray, base: np.ndarray, *, neutral_q: float = 0.95,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
 
-from talkclip import InputError, LayoutError
+from talkclip import InputError, LayoutError, one_line
 
 EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 VIEWS = ("front", "down", "top", "left_30", "left_60", "right_30", "right_60")
@@ -131,7 +131,7 @@ def _tar_members(tar_path: Path) -> Iterable[tuple[str, int, int]]:
                 if m.isfile():
                     yield m.name, m.offset_data, m.size
     except (tarfile.TarError, OSError) as e:
-        raise LayoutError(f"cannot read archive {tar_path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise LayoutError(f"cannot read archive {tar_path}: {one_line(e)}") from None
 
 
 def _speaker_videos(spk_dir: Path) -> list[tuple[str, str, int, str, MediaRef]]:

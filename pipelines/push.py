@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from talkclip import InputError, LayoutError, OfflineError
+from talkclip import InputError, LayoutError, OfflineError, one_line
 from talkclip.schemas.tamead import TABLES
 
 from . import shards
@@ -85,7 +85,7 @@ def plan_push(out_dir: str | Path, repo_id: str, *, private: bool = False) -> Pu
                 meta = pq.read_metadata(p)
                 found = pq.read_schema(p)
             except Exception as e:  # noqa: BLE001 - any parquet error means a damaged file
-                raise LayoutError(f"{p} is not a readable parquet file ({str(e).splitlines()[0]})") from None
+                raise LayoutError(f"{p} is not a readable parquet file ({one_line(e)})") from None
             if not _same_schema(found, schema):
                 raise LayoutError(f"{p} does not have the {name} schema of talkclip.schemas.tamead")
             rows[name] += meta.num_rows
@@ -96,7 +96,8 @@ def plan_push(out_dir: str | Path, repo_id: str, *, private: bool = False) -> Pu
     extra = sorted(p for p in out.glob("*.csv") if p.is_file() and not p.name.startswith("."))
     files += [(p.name, p) for p in extra]   # e.g. a calibrated AU table written into the build
     total = sum(f.stat().st_size for _, f in files)
-    msg = (f"TA-MEAD build: {manifest['counts']['clips']} clips, {manifest['counts']['frames']} frames "
+    counts = manifest.get("counts") or {}
+    msg = (f"TA-MEAD build: {counts.get('clips', rows['clips'])} clips, {counts.get('frames', '?')} frames "
            f"(talkclip {manifest.get('version', '?')})")
     return PushPlan(out, repo_id, private, files, total, msg)
 
@@ -125,6 +126,6 @@ def push(out_dir: str | Path, repo_id: str, *, private: bool = False, token: str
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         info = api.create_commit(repo_id, plan.operations(), commit_message=plan.commit_message, repo_type="dataset")
     except Exception as e:  # noqa: BLE001 - network, auth and hub errors all end here
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = one_line(e)
         raise OfflineError(f"push to {repo_id} failed, no commit was made: {type(e).__name__}: {first}") from None
     return str(getattr(info, "commit_url", info))

@@ -53,13 +53,9 @@ class TrainSummary:
 # ---------------------------------------------------------------- shared machinery
 
 def _device(name: str):
-    import torch
+    from talkclip.model.device import resolve_device
 
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but CUDA is not available here")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise InputError(f"unknown device {name!r} (cpu or cuda)")
-    return torch.device(name)
+    return resolve_device(name)
 
 
 def _dist_env():
@@ -153,13 +149,21 @@ def _to(batch: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
 
 
-class _Logger:
-    """CSV log (appending on resume) + optional TensorBoard; only on rank 0."""
+class CsvLog:
+    """CSV log + optional TensorBoard, written only where ``enabled`` (rank 0). An existing log is
+    kept up to step ``start`` (the checkpoint a resumed run continues) and appended to."""
 
-    def __init__(self, path: Path, columns, enabled: bool, tb_dir: Path | None):
+    def __init__(self, path: Path, columns, enabled: bool, tb_dir: Path | None, start: int = 0):
         self.path, self.columns, self.enabled = path, columns, enabled
         self.tb = None
         if enabled:
+            if path.is_file():   # a resumed run: drop rows logged after the checkpoint it resumes
+                with path.open(newline="") as f:
+                    kept = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= start]
+                with path.open("w", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+                    w.writeheader()
+                    w.writerows(kept)
             new = not path.is_file()
             self.fh = path.open("a", newline="")
             self.w = csv.DictWriter(self.fh, fieldnames=list(columns), extrasaction="ignore")
@@ -291,7 +295,7 @@ def train(data_dir: str | Path, config, out_dir: str | Path, *, steps: int | Non
     every = log_every or tr.log_every
     ck_every = tr.checkpoint_every if checkpoint_every is None else checkpoint_every
     out.mkdir(parents=True, exist_ok=True)
-    logger = _Logger(out / "train_log.csv", LOG_COLUMNS, main_rank, out / "tb")
+    logger = CsvLog(out / "train_log.csv", LOG_COLUMNS, main_rank, out / "tb", start)
     amp = dev.type == "cuda"
     acc: dict[str, list[float]] = {}
     first: dict[str, float] = {}
@@ -438,7 +442,7 @@ def train_sync(data_dir: str | Path, config, out_dir: str | Path, *, steps: int 
     loader = make_loader(ds, tr.batch_size, start, total, workers=tr.workers if workers is None else workers)
     every = log_every or tr.log_every
     out.mkdir(parents=True, exist_ok=True)
-    logger = _Logger(out / "sync_log.csv", SYNC_LOG_COLUMNS, True, None)
+    logger = CsvLog(out / "sync_log.csv", SYNC_LOG_COLUMNS, True, None, start)
     amp = dev.type == "cuda"
     t0 = time.time()
     acc: dict[str, list[float]] = {}

@@ -33,7 +33,6 @@ The CUDA/bf16 path was not run in the session that wrote this (no GPU).
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from typing import Callable
 
 import numpy as np
 
-from talkclip import CheckpointError, InputError, TalkclipError
+from talkclip import CheckpointError, InputError, TalkclipError, one_line
 
 LOG_COLUMNS = ("step", "total", "l1", "ssim", "warp", "smooth", "seconds")
 LOG_FILE = "renderer_log.csv"
@@ -99,7 +98,7 @@ def _read_table(data_dir: Path, name: str):
     try:
         return pa.concat_tables([pq.read_table(p) for p in files], promote_options="default")
     except (OSError, pa.ArrowException) as e:
-        raise InputError(f"cannot read the {name} table of {data_dir}: {str(e).splitlines()[0]}") from None
+        raise InputError(f"cannot read the {name} table of {data_dir}: {one_line(e)}") from None
 
 
 def resolve_mead_root(data_dir: Path, mead: str | Path | None) -> Path:
@@ -187,7 +186,7 @@ def load_renderer_data(data_dir: str | Path, *, size: int, crop_scale: float = 1
                         break
                     decoded.append(fr.rgb)
             except (TalkclipError, OSError) as e:
-                out.failures.append((cid, str(e).splitlines()[0] if str(e) else type(e).__name__))
+                out.failures.append((cid, one_line(e)))
                 continue
             T = min(len(decoded), len(face))
             if T <= first:
@@ -282,13 +281,11 @@ def train_renderer(data_dir: str | Path, config: str | Path | None, out: str | P
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"data folder not found: {data_dir}")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise InputError(f"unknown device {device!r} (cpu or cuda)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but CUDA is not available here")
+    from talkclip.model.device import resolve_device
+
+    dev = resolve_device(device)
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
-    dev = torch.device(device)
 
     # ---- model, config, optimizer (fresh or resumed)
     if resume:
@@ -302,7 +299,7 @@ def train_renderer(data_dir: str | Path, config: str | Path | None, out: str | P
             state = json.loads((out / STATE_FILE).read_text())
             start = int(state["step"])
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"corrupt {STATE_FILE} in {out}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise CheckpointError(f"corrupt {STATE_FILE} in {out}: {one_line(e)}") from None
         seed = int(state.get("seed", seed))
     else:
         if (out / MODEL_FILE).is_file():
@@ -335,11 +332,9 @@ def train_renderer(data_dir: str | Path, config: str | Path | None, out: str | P
             split=split, mead=mead, landmarker=landmarker,
             progress=(lambda d, t: progress("load", d, t)) if progress else None)
         out.mkdir(parents=True, exist_ok=True)
-        log_path = out / LOG_FILE
-        new_log = not (resume and log_path.is_file())
-        if new_log:
-            with open(log_path, "w", newline="") as f:
-                csv.writer(f).writerow(LOG_COLUMNS)
+        from talkclip.pipelines.train import CsvLog
+
+        logger = CsvLog(out / LOG_FILE, LOG_COLUMNS, True, None, start if resume else 0)
         extra = {"clips": len(data.clips), "frames": data.frames, "split": split}
         amp = dev.type == "cuda"
         acc: dict[str, list[float]] = {}
@@ -363,8 +358,7 @@ def train_renderer(data_dir: str | Path, config: str | Path | None, out: str | P
                     first = dict(row)
                 last = row
                 now = time.perf_counter()
-                with open(log_path, "a", newline="") as f:
-                    csv.writer(f).writerow([done, *(f"{row[k]:.6f}" for k in LOG_COLUMNS[1:-1]), f"{now - t_log:.3f}"])
+                logger.row({"step": done, **row, "seconds": round(now - t_log, 3)})
                 t_log = now
                 acc = {}
             if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done != steps:
@@ -372,8 +366,9 @@ def train_renderer(data_dir: str | Path, config: str | Path | None, out: str | P
             if progress is not None:
                 progress("train", done, steps)
         _save(model, opt, out, steps, seed, extra)
+        logger.close()
     finally:
         torch.set_num_threads(saved_threads)
     return RendererTrainSummary(out_dir=out, start_step=start, steps=steps, clips=len(data.clips), frames=data.frames,
                                 failures=data.failures, first=first, last=last,
-                                seconds=time.perf_counter() - t_start, log_path=log_path)
+                                seconds=time.perf_counter() - t_start, log_path=out / LOG_FILE)

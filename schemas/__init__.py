@@ -24,6 +24,9 @@ BLENDSHAPE_NAMES: tuple[str, ...] = (
     "noseSneerLeft", "noseSneerRight",
 )
 NUM_BLENDSHAPES = len(BLENDSHAPE_NAMES)  # 52
+# Apple ARKit's 52 blendshape names: MediaPipe's 51 named channels plus tongueOut (which MediaPipe
+# does not estimate), for exports to 3-D rigs.
+ARKIT_NAMES: tuple[str, ...] = (*BLENDSHAPE_NAMES[1:], "tongueOut")
 NUM_LANDMARKS = 478
 
 # DISFA's 12 action units, in the order every AU vector of the project uses.

@@ -99,3 +99,12 @@ def test_phoneme_training_is_refused_with_a_clear_message(synth):
     cfg.model.audio_input = "mel+phoneme"
     with pytest.raises(ConfigError, match="not implemented"):
         load_tamead(synth, cfg)
+
+
+@pytest.mark.parametrize("table", ["frames", "audio"])
+def test_damaged_shard_is_a_one_line_layout_error(tmp_path, table):
+    data = write_synthetic_tamead(tmp_path / "ta", n_clips=3, frames=40, seed=1)
+    shard = next((data / table).glob("*.parquet"))
+    shard.write_bytes(b"PAR1" + bytes(range(256)) * 4 + b"PAR1")
+    with pytest.raises(LayoutError, match="unreadable TA-MEAD"):
+        load_tamead(data, load_config("tiny"))

@@ -76,6 +76,18 @@ def test_bad_options_exit_2(args, words, fixtures):
     assert words in line
 
 
+def test_broken_model_table_and_folder_exit_2(tmp_path, fixtures):
+    (tmp_path / "bad.csv").write_bytes(b"\xff\xfe\x00 not utf-8")
+    (tmp_path / "fake.task").write_text("not a model")
+    line = assert_one_line_error(run_data_cli("caption", "--video", FACES / "smile.jpg",
+                                              "--landmarker", tmp_path / "fake.task"))
+    assert "cannot load landmarker model" in line
+    line = assert_one_line_error(run_data_cli("caption", "--video", FACES / "smile.jpg",
+                                              "--au-table", tmp_path / "bad.csv"))
+    assert "cannot read table" in line
+    assert "not a file" in assert_one_line_error(run_data_cli("caption", "--video", tmp_path))
+
+
 def test_demo_runs_on_sample_or_says_how_to_get_it(tmp_path, landmarker):
     from talkclip.annotate.tracker import cache_dir
 

@@ -15,7 +15,7 @@ from talkclip import InputError
 from talkclip.annotate.media import iter_frames, load_audio
 from talkclip.pipelines.generate import (SYNTHETIC_TAG, generate, silence_gate, smooth_curves,
                                          timecode)
-from talkclip.schemas import BLENDSHAPE_NAMES
+from talkclip.schemas import ARKIT_NAMES, BLENDSHAPE_NAMES
 
 from support import FACES, SPEECH
 
@@ -67,7 +67,8 @@ def test_generate_portrait_speech_text(tmp_path, tiny_ckpt, landmarker):
     assert abs(len(load_audio(out)) / 16_000 - audio_s) < 0.1
     with open(csv_path) as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["Timecode", "BlendShapeCount", *BLENDSHAPE_NAMES] and len(BLENDSHAPE_NAMES) == 52
+    assert rows[0] == ["Timecode", "BlendShapeCount", *ARKIT_NAMES] and len(ARKIT_NAMES) == 52
+    assert "tongueOut" in ARKIT_NAMES and "_neutral" not in ARKIT_NAMES
     assert len(rows) - 1 == len(frames) == s.frames
     assert rows[1][:2] == ["00:00:00:00", "52"] and rows[26][0] == "00:00:01:00"
     vals = np.array([[float(v) for v in r[2:]] for r in rows[1:]])
@@ -142,11 +143,14 @@ def test_cli_silent_audio_makes_closed_mouth_video(tmp_path, tiny_ckpt, landmark
     assert jaw.max() < 0.15, jaw.max()
 
 
-@pytest.mark.parametrize("case", ["no_face", "bad_audio", "no_checkpoint"])
+@pytest.mark.parametrize("case", ["no_face", "bad_audio", "no_checkpoint", "size", "device", "csv_is_folder",
+                                  "missing_option"])
 def test_cli_bad_inputs_exit_2_one_line(tmp_path, tiny_ckpt, case, landmarker):
     from PIL import Image
 
     image, audio, ckpt = FACES / "smile.jpg", SPEECH / "hello_en.wav", tiny_ckpt
+    extra = {"size": ["--size", "300"], "device": ["--device", "gpu"],
+             "csv_is_folder": ["--export-blendshapes", str(tmp_path)]}.get(case, [])
     if case == "no_face":
         image = tmp_path / "empty.png"
         Image.fromarray(next(iter_frames(FACES / "no_face.mp4")).rgb).save(image)
@@ -156,10 +160,13 @@ def test_cli_bad_inputs_exit_2_one_line(tmp_path, tiny_ckpt, case, landmarker):
     else:
         ckpt = tmp_path / "nowhere"
     out = tmp_path / "x.mp4"
-    r = _cli("generate", "--checkpoint", str(ckpt), "--image", str(image), "--audio", str(audio),
-             "--text", "a man", "--out", str(out), cwd=tmp_path)
+    args = ["--checkpoint", str(ckpt), "--image", str(image), "--audio", str(audio), "--text", "a man",
+            "--out", str(out), *extra]
+    if case == "missing_option":
+        args = args[2:]
+    r = _cli("generate", *args, cwd=tmp_path)
     assert r.returncode == 2, (r.returncode, r.stderr)
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
 

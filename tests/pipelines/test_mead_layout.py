@@ -86,6 +86,19 @@ def test_cli_bad_layout_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_broken_landmarker_fails_before_any_clip(tmp_path):
+    """A model file that does not load is unusable input (exit 2), not a failure of every clip."""
+    mead = cached_mini_mead()["root"]
+    (tmp_path / "fake.task").write_text("not a model")
+    proc = subprocess.run([sys.executable, "-c", "from talkclip.cli import data_app; data_app()", "build-ta-mead",
+                           "--mead", str(mead), "--out", str(tmp_path / "out"), "--landmarker",
+                           str(tmp_path / "fake.task")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "cannot load landmarker model" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_make_sample_is_mead_shaped_and_builds(tmp_path, fixtures):
     from talkclip.pipelines.sample import SAMPLE_PLAN, make_sample
 

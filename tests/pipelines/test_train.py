@@ -209,3 +209,24 @@ def test_ddp_two_ranks_equal_one_process_with_the_global_batch(synth, tmp_path):
     # "equal" means: far closer to the global-batch run than a run on one rank's data is
     assert dist(ddp, one) < 0.1 * dist(half, one), (dist(ddp, one), dist(half, one))
     assert dist(ddp, one) < 5e-4
+
+
+def test_resumed_log_drops_rows_after_the_checkpoint(tmp_path):
+    """A run that crashed after logging steps past its last checkpoint logs those steps once."""
+    import csv
+
+    from talkclip.pipelines.train import LOG_COLUMNS, CsvLog
+
+    log = tmp_path / "train_log.csv"
+    first = CsvLog(log, LOG_COLUMNS, True, None)
+    for step in range(1, 6):
+        first.row({"step": step, "total": float(step)})
+    first.close()
+    resumed = CsvLog(log, LOG_COLUMNS, True, None, start=3)   # checkpoint at step 3
+    for step in range(4, 7):
+        resumed.row({"step": step, "total": 10.0 + step})
+    resumed.close()
+    with log.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [float(r["total"]) for r in rows][3:] == [14.0, 15.0, 16.0]
