@@ -543,7 +543,7 @@ def generate_cmd(
     t = summary.timings
     console.print(f"wrote {summary.out}: {summary.frames} frames at {summary.fps:g} fps "
                   f"({summary.duration_s:.2f} s, audio {summary.audio_duration_s:.2f} s), style from {summary.style_source}")
-    console.print(f"time: load {t['load']:.1f}s, text {t['text']:.2f}s, motion {t['motion']:.2f}s, "
+    console.print(f"time: load {t['load']:.1f}s, prepare {t['prepare']:.2f}s, text {t['text']:.2f}s, motion {t['motion']:.2f}s, "
                   f"render {t['render']:.2f}s, encode {t['encode']:.2f}s; real-time factor {summary.realtime_factor:.2f}")
     if summary.blendshapes_csv:
         console.print(f"blendshapes: {summary.blendshapes_csv}")

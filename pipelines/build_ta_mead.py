@@ -48,6 +48,10 @@ Semantics
   raw AU intensity of that speaker's neutral clips is subtracted from every clip of that
   speaker before levelling (``au_intensity``; ``au_intensity_raw`` keeps the raw value). A
   speaker without neutral clips is not baselined (listed in the manifest).
+- The baseline and the split are computed from the clips of the current selection: a build
+  filtered with ``--emotions happy`` (no neutral clips) or a ``--limit`` that cuts off a
+  speaker's neutral clips levels AUs without that speaker's baseline (the manifest lists
+  unbaselined speakers), and may split differently from a full build.
 - Split: whole speakers are held out for test, ``test_speakers`` of them (default 6), chosen by
   a stable hash of the speaker id, alternating men and women. With fewer than
   ``2 * test_speakers`` speakers the hold-out shrinks to half the speakers (rounded down) and a
