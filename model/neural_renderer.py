@@ -53,6 +53,9 @@ import torch.nn.functional as F
 from talkclip import CheckpointError, ConfigError, InputError, NoFaceError
 from talkclip.schemas import NUM_BLENDSHAPES
 
+# the same square face crop as the rig renderer (crop_scale from the config, default 1.9)
+from .renderer import crop_box, crop_face
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -397,41 +400,6 @@ def load_renderer(path: str | Path, device: str | torch.device = "cpu") -> PIRen
         raise CheckpointError(f"renderer checkpoint {p} does not match its config")
     model.load_state_dict(sd)
     return model.to(device).eval()
-
-
-# ---------------------------------------------------------------- face crop
-
-def crop_box(landmarks: np.ndarray, width: int, height: int, scale: float = 1.9) -> tuple[float, float, float]:
-    """Square crop (x0, y0, side) in pixels around the face oval of MediaPipe landmarks (478, 3)
-    (normalised); side = ``scale`` x the oval's extent, moved inside the image when it fits."""
-    from talkclip.model.renderer import FACE_OVAL
-
-    pts = landmarks[FACE_OVAL, :2].astype(np.float64) * [width, height]
-    lo, hi = pts.min(0), pts.max(0)
-    side = float(max(hi - lo)) * scale
-    assert side > 1, "degenerate face: zero-size face oval"
-    cx, cy = (lo + hi) / 2
-    x0, y0 = cx - side / 2, cy - side / 2
-    if side <= width:
-        x0 = float(np.clip(x0, 0, width - side))
-    if side <= height:
-        y0 = float(np.clip(y0, 0, height - side))
-    return float(x0), float(y0), side
-
-
-def crop_face(rgb: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8 crop of ``box``, edges replicated outside the image."""
-    from PIL import Image
-
-    x0, y0, side = box
-    h, w = rgb.shape[:2]
-    pad = int(np.ceil(max(0.0, -x0, -y0, x0 + side - w, y0 + side - h)))
-    if pad > 0:
-        rgb = np.pad(rgb, ((pad + 2, pad + 2), (pad + 2, pad + 2), (0, 0)), mode="edge")
-        x0, y0 = x0 + pad + 2, y0 + pad + 2
-    img = Image.fromarray(rgb)
-    return np.asarray(img.resize((size, size), Image.Resampling.BICUBIC, box=(x0, y0, x0 + side, y0 + side)),
-                      dtype=np.uint8)
 
 
 # ---------------------------------------------------------------- the renderer interface

@@ -339,6 +339,41 @@ def load_basis(path: str | Path) -> np.ndarray:
 
 # ---------------------------------------------------------------- renderer
 
+def crop_box(landmarks: np.ndarray, width: int, height: int, scale: float = CROP_SCALE,
+             min_scale: float | None = None) -> tuple[float, float, float]:
+    """Square crop (x0, y0, side) in pixels around the face oval of MediaPipe landmarks (478, 3)
+    (normalised): side = ``scale`` x the oval's extent, or, with ``min_scale``, shrunk to fit the
+    image but not below ``min_scale`` x the extent; moved inside the image when it fits."""
+    pts = landmarks[FACE_OVAL, :2].astype(np.float64) * [width, height]
+    lo, hi = pts.min(0), pts.max(0)
+    extent = float(max(hi - lo))
+    side = extent * scale
+    if min_scale is not None:
+        side = max(min(side, width, height), extent * min_scale)
+    assert side > 1, "degenerate face: zero-size face oval"
+    cx, cy = (lo + hi) / 2
+    x0, y0 = cx - side / 2, cy - side / 2
+    if side <= width:
+        x0 = float(np.clip(x0, 0, width - side))
+    if side <= height:
+        y0 = float(np.clip(y0, 0, height - side))
+    return float(x0), float(y0), side
+
+
+def crop_face(rgb: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8 bicubic crop of ``box``, edges replicated outside
+    the image (2 px of replication always, so the resampling kernel never meets the border)."""
+    from PIL import Image
+
+    x0, y0, side = box
+    h, w = rgb.shape[:2]
+    pad = int(np.ceil(max(0, -x0, -y0, x0 + side - w, y0 + side - h))) + 2
+    padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    img = Image.fromarray(padded)
+    return np.asarray(img.resize((size, size), Image.Resampling.BICUBIC,
+                                 box=(x0 + pad, y0 + pad, x0 + side + pad, y0 + side + pad)), dtype=np.uint8)
+
+
 @dataclass
 class RenderState:
     """Everything portrait-dependent, computed once by :meth:`Renderer.prepare`."""
@@ -398,34 +433,16 @@ class Renderer:
         landmarks: (478, 3) MediaPipe normalised landmarks of ``rgb``; blendshapes: (52,).
         """
         import torch
-        from PIL import Image
 
         if size < 64 or size > 2048:
             raise InputError(f"render size must be within 64..2048, got {size}")
         h, w = rgb.shape[:2]
         pts = landmarks[:NUM_MESH, :2].astype(np.float64) * [w, h]
         z = landmarks[:NUM_MESH, 2].astype(np.float64) * w
-        oval = pts[FACE_OVAL]
-        lo, hi = oval.min(0), oval.max(0)
-        extent = float(max(hi - lo))
         # square crop around the face; kept inside the photo when it fits (shrunk down to
         # 1.4x the face if needed), else padded by edge replication
-        side = max(min(extent * CROP_SCALE, w, h), extent * 1.4)
-        centre = (lo + hi) / 2
-        x0, y0 = centre[0] - side / 2, centre[1] - side / 2
-        if side <= w:
-            x0 = float(np.clip(x0, 0, w - side))
-        if side <= h:
-            y0 = float(np.clip(y0, 0, h - side))
-        # crop with edge replication outside the photo
-        img = Image.fromarray(rgb)
-        box = (x0, y0, x0 + side, y0 + side)
-        pad = int(np.ceil(max(0, -x0, -y0, x0 + side - w, y0 + side - h))) + 2
-        if pad > 0:
-            padded = np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-            img = Image.fromarray(padded)
-            box = (x0 + pad, y0 + pad, x0 + side + pad, y0 + side + pad)
-        crop = np.asarray(img.resize((size, size), Image.Resampling.BICUBIC, box=box), dtype=np.uint8)
+        x0, y0, side = crop_box(landmarks, w, h, CROP_SCALE, min_scale=1.4)
+        crop = crop_face(rgb, (x0, y0, side), size)
         scale = (size - 1) / side  # align_corners convention: px centres 0..S-1
         mesh = (pts - [x0, y0]) * scale
         z = z * scale

@@ -143,7 +143,7 @@ def load_renderer_data(data_dir: str | Path, *, size: int, crop_scale: float = 1
                        progress: Callable[[int, int], None] | None = None) -> RendererData:
     """Decode and crop the frames of a TA-MEAD build's clips (see the module docstring)."""
     from talkclip.annotate.media import iter_frames
-    from talkclip.model.neural_renderer import crop_box, crop_face
+    from talkclip.model.renderer import crop_box, crop_face
     from talkclip.pipelines.build_ta_mead import dequantise_landmarks
 
     data_dir = Path(data_dir)

@@ -11,9 +11,10 @@ import torch
 
 from talkclip import CheckpointError, ConfigError, NoFaceError
 from talkclip.model.neural_renderer import (MOTION_CHANNELS, NeuralRenderer, PIRenderNet, config_from_dict,
-                                            crop_box, crop_face, load_renderer, load_renderer_config,
+                                            load_renderer, load_renderer_config,
                                             motion_descriptor, relative_pose6, rotation_vectors, save_renderer,
                                             ssim, warp)
+from talkclip.model.renderer import crop_box, crop_face
 
 from talkclip.schemas import BLENDSHAPE_NAMES
 
