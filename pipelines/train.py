@@ -194,16 +194,43 @@ class CsvLog:
                 self.tb.close()
 
 
-def _progress(enabled: bool, total: int, start: int, what: str):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+class _StepLog:
+    """Per-step values averaged over windows of ``every`` steps: one CSV row per window (and at
+    the last step), a progress bar moved every step. Keeps the first and last window means."""
 
-    prog = Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False)
-    prog.start()
-    task = prog.add_task(what, total=total, completed=start, info="")
-    return prog, task
+    def __init__(self, logger: CsvLog, every: int, start: int, total: int, what: str, bar: bool, info):
+        self.logger, self.every, self.total, self.info = logger, every, total, info
+        self.acc: dict[str, list[float]] = {}
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.t0 = time.time()
+        self.bar = None
+        if bar:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task(what, total=total, completed=start, info="")
+
+    def add(self, step: int, vals: dict[str, float], row: dict | None = None) -> None:
+        """Record step ``step``'s values; ``row``: extra CSV columns for a row written now."""
+        for k, v in vals.items():
+            self.acc.setdefault(k, []).append(v)
+        if step % self.every == 0 or step == self.total:
+            self.last = {k: float(np.mean(v)) for k, v in self.acc.items()}
+            self.first = self.first or dict(self.last)
+            self.logger.row({"step": step, **(row or {}), "seconds": round(time.time() - self.t0, 3), **self.last})
+            self.acc = {}
+            if self.bar:
+                self.bar.update(self.task, completed=step, info=self.info(self.last))
+        elif self.bar:
+            self.bar.update(self.task, completed=step)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()
+        self.logger.close()
 
 
 # ---------------------------------------------------------------- generator training
@@ -295,13 +322,10 @@ def train(data_dir: str | Path, config, out_dir: str | Path, *, steps: int | Non
     every = log_every or tr.log_every
     ck_every = tr.checkpoint_every if checkpoint_every is None else checkpoint_every
     out.mkdir(parents=True, exist_ok=True)
-    logger = CsvLog(out / "train_log.csv", LOG_COLUMNS, main_rank, out / "tb", start)
+    log = _StepLog(CsvLog(out / "train_log.csv", LOG_COLUMNS, main_rank, out / "tb", start), every, start, total,
+                   "train", progress and main_rank, lambda last: f"L_rec {last.get('rec', float('nan')):.4f}")
     amp = dev.type == "cuda"
-    acc: dict[str, list[float]] = {}
-    first: dict[str, float] = {}
-    last: dict[str, float] = {}
     t0 = time.time()
-    bar = _progress(progress and main_rank, total, start, "train")
 
     def save(step: int) -> None:
         if not main_rank:
@@ -341,34 +365,20 @@ def train(data_dir: str | Path, config, out_dir: str | Path, *, steps: int | Non
                 opt_d.step()
                 vals["d_tem"] = float(d_loss.detach())
             step += 1
-            for k, v in vals.items():
-                acc.setdefault(k, []).append(v)
             if on_step is not None:
                 on_step(step, vals)
-            if step % every == 0 or step == total:
-                last = {k: float(np.mean(v)) for k, v in acc.items()}
-                if not first:
-                    first = dict(last)
-                logger.row({"step": step, "stage": st_no, "p": round(p, 4), "use_text": int(use_text),
-                            "seconds": round(time.time() - t0, 3), **last})
-                acc = {}
-                if bar:
-                    bar[0].update(bar[1], completed=step, info=f"L_rec {last.get('rec', float('nan')):.4f}")
-            elif bar:
-                bar[0].update(bar[1], completed=step)
+            log.add(step, vals, {"stage": st_no, "p": round(p, 4), "use_text": int(use_text)})
             if ck_every and step % ck_every == 0 and step < total:
                 save(step)
     finally:
-        if bar:
-            bar[0].stop()
-        logger.close()
+        log.close()
     save(step)
     if world > 1:  # pragma: no cover
         import torch.distributed as dist
 
         dist.barrier()
         dist.destroy_process_group()
-    return TrainSummary(out, start, step, len(data.clips), last, first, time.time() - t0,
+    return TrainSummary(out, start, step, len(data.clips), log.last, log.first, time.time() - t0,
                         out / "train_log.csv", notes, rank)
 
 
@@ -442,13 +452,10 @@ def train_sync(data_dir: str | Path, config, out_dir: str | Path, *, steps: int 
     loader = make_loader(ds, tr.batch_size, start, total, workers=tr.workers if workers is None else workers)
     every = log_every or tr.log_every
     out.mkdir(parents=True, exist_ok=True)
-    logger = CsvLog(out / "sync_log.csv", SYNC_LOG_COLUMNS, True, None, start)
+    log = _StepLog(CsvLog(out / "sync_log.csv", SYNC_LOG_COLUMNS, True, None, start), every, start, total,
+                   "train-sync", progress, lambda last: f"loss {last['loss']:.4f} acc {last['acc']:.2f}")
     amp = dev.type == "cuda"
     t0 = time.time()
-    acc: dict[str, list[float]] = {}
-    first: dict[str, float] = {}
-    last: dict[str, float] = {}
-    bar = _progress(progress, total, start, "train-sync")
 
     def save(step: int) -> None:
         st = rng_state()
@@ -468,26 +475,15 @@ def train_sync(data_dir: str | Path, config, out_dir: str | Path, *, steps: int 
             loss.backward()
             opt.step()
             step += 1
-            acc.setdefault("loss", []).append(float(loss.detach()))
-            acc.setdefault("acc", []).append(float(((logits.detach() > 0).float() == y).float().mean()))
-            if step % every == 0 or step == total:
-                last = {k: float(np.mean(v)) for k, v in acc.items()}
-                first = first or dict(last)
-                logger.row({"step": step, "seconds": round(time.time() - t0, 3), **last})
-                acc = {}
-                if bar:
-                    bar[0].update(bar[1], completed=step, info=f"loss {last['loss']:.4f} acc {last['acc']:.2f}")
-            elif bar:
-                bar[0].update(bar[1], completed=step)
+            log.add(step, {"loss": float(loss.detach()),
+                           "acc": float(((logits.detach() > 0).float() == y).float().mean())})
             ck = tr.checkpoint_every if checkpoint_every is None else checkpoint_every
             if ck and step % ck == 0 and step < total:
                 save(step)
     finally:
-        if bar:
-            bar[0].stop()
-        logger.close()
+        log.close()
     save(step)
-    return TrainSummary(out, start, step, len(data.clips), last, first, time.time() - t0, out / "sync_log.csv", [])
+    return TrainSummary(out, start, step, len(data.clips), log.last, log.first, time.time() - t0, out / "sync_log.csv", [])
 
 
 def summary_json(s: TrainSummary) -> str:
