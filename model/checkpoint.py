@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from talkclip import CheckpointError, ConfigError, one_line
+from talkclip.schemas.files import atomic_write
 
 from .config import TalkCLIPConfig, config_from_dict
 
@@ -34,15 +35,6 @@ STATE_FILE = "trainer_state.json"
 
 def _excluded_prefixes(cfg: TalkCLIPConfig) -> tuple[str, ...]:
     return ("text.backbone.",) if cfg.text.backend == "minilm" else ()
-
-
-def atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates files 0600; checkpoints are meant to be shared
-    os.replace(tmp, path)
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
