@@ -215,14 +215,10 @@ class ClipWorker:
 
     # -- one clip
     def process(self, clip: MeadClip) -> _ClipResult:
-        from talkclip.annotate.captions import subject_for_speaker
-
         t0 = time.perf_counter()
         cid = clip.clip_id
-        video_path = _rel(clip.video, self.cfg.mead_root)
-        base = dict(clip_id=cid, speaker=clip.speaker, gender=subject_for_speaker(clip.speaker),
-                    view=clip.view, emotion=clip.emotion, level=clip.level, take=clip.take,
-                    video_path=video_path)
+        base = clip_base_row(clip, self.cfg.mead_root)
+        video_path = base["video_path"]
         try:
             row, frames_row, wav = self._run(clip)
         except _StageError as e:
@@ -328,13 +324,34 @@ class ClipWorker:
             return
         tag = f"{self.cfg.run_tag}-{self.index:02d}-{self._seq:05d}"
         self._seq += 1
+        commit_record(self.out, tag, *self.write_data(tag))
+
+    def write_data(self, tag: str) -> tuple[list[dict], list[dict]]:
+        """Write the buffered frames/audio shards as ``<tag>``, empty the buffers, and return the
+        (stage-1 rows, failure rows) that :func:`commit_record` commits."""
         if self._frames:
             shards.write_table(frames_table(self._frames), FRAMES_SCHEMA, self.out / "frames" / f"{tag}.parquet")
             shards.write_table(audio_table(self._audio), AUDIO_SCHEMA, self.out / "audio" / f"{tag}.parquet")
-        if self._failures:
-            shards.write_rows(self._failures, FAILURES_SCHEMA, self.work / "failures" / f"{tag}.parquet")
-        shards.write_rows(self._stage1, STAGE1_SCHEMA, self.work / "stage1" / f"{tag}.parquet")
+        rows = (self._stage1, self._failures)
         self._reset_buffers()
+        return rows
+
+
+def commit_record(out: Path, tag: str, stage1: list[dict], failures: list[dict]) -> None:
+    """Commit a batch whose data shards ``<tag>`` are written: failures, then the stage-1 record."""
+    work = Path(out) / WORK_DIR
+    if failures:
+        shards.write_rows(failures, FAILURES_SCHEMA, work / "failures" / f"{tag}.parquet")
+    shards.write_rows(stage1, STAGE1_SCHEMA, work / "stage1" / f"{tag}.parquet")
+
+
+def clip_base_row(clip: MeadClip, mead_root: str) -> dict:
+    """The stage-1 fields every attempted clip has, failed or not."""
+    from talkclip.annotate.captions import subject_for_speaker
+
+    return dict(clip_id=clip.clip_id, speaker=clip.speaker, gender=subject_for_speaker(clip.speaker),
+                view=clip.view, emotion=clip.emotion, level=clip.level, take=clip.take,
+                video_path=_rel(clip.video, mead_root))
 
 
 def _rewind(src: Any) -> None:
@@ -574,10 +591,15 @@ def _remove_uncommitted(out: Path) -> int:
     return n
 
 
-def _run_phase1(todo: list[MeadClip], cfg: _WorkerConfig, jobs: int, emit: Callable[[_ClipResult], None]) -> list[str]:
+def _run_phase1(todo: list[MeadClip], cfg: _WorkerConfig, jobs: int, emit: Callable[[_ClipResult], None],
+                executor: str = "local", ray_address: str | None = None) -> list[str]:
     """Track ``todo``; returns crash messages (empty when all went well)."""
     if not todo:
         return []
+    if executor == "ray":
+        from .ray_executor import run_phase1
+
+        return run_phase1(todo, cfg, emit, jobs=jobs, address=ray_address)
     if jobs <= 1:
         worker = ClipWorker(cfg, 0)
         try:
@@ -638,7 +660,8 @@ def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, *, jobs: int = 1,
                   au_table: str | Path | None = None, groups: str | Path | None = None, baseline: bool = True,
                   n_captions: int = 5, seed: int = 0, test_speakers: int = 6,
                   progress: Callable[[ProgressEvent], None] | None = None,
-                  shard_clips: int = DEFAULT_SHARD_CLIPS, landmarker: str | Path | None = None) -> Summary:
+                  shard_clips: int = DEFAULT_SHARD_CLIPS, landmarker: str | Path | None = None,
+                  executor: str = "local", ray_address: str | None = None) -> Summary:
     """Build (or resume) TA-MEAD from a MEAD root into ``out_dir``; see the module docstring.
 
     Raises LayoutError / InputError for unusable input (nothing is tracked then). Clip failures
@@ -650,8 +673,14 @@ def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, *, jobs: int = 1,
     from talkclip.annotate.tracker import FaceTracker, resolve_landmarker, sha256_file
 
     t_start = time.perf_counter()
-    if jobs < 1:
-        raise InputError(f"--jobs must be >= 1, got {jobs}")
+    if executor not in ("local", "ray"):
+        raise InputError(f"--executor must be local or ray, got {executor!r}")
+    if executor == "ray":
+        from .ray_executor import preflight
+
+        preflight(ray_address)   # a missing extra or an unreachable cluster fails before any work
+    if jobs < (0 if executor == "ray" else 1):
+        raise InputError(f"--jobs must be >= 1 (0 with --executor ray: one per CPU of the cluster), got {jobs}")
     if n_captions < 1:
         raise InputError(f"--captions must be >= 1, got {n_captions}")
     if test_speakers < 0:
@@ -684,12 +713,13 @@ def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, *, jobs: int = 1,
         return _build_locked(clips, out, work, phase1, mead_root, table, group_table, landmarker_path,
                              jobs=jobs, landmarks=landmarks, au_table=au_table, groups=groups, baseline=baseline,
                              n_captions=n_captions, seed=seed, test_speakers=test_speakers, limit=limit,
-                             shard_clips=shard_clips, emit_progress=emit_progress, t_start=t_start)
+                             shard_clips=shard_clips, emit_progress=emit_progress, t_start=t_start,
+                             executor=executor, ray_address=ray_address)
 
 
 def _build_locked(clips, out, work, phase1, mead_root, table, group_table, landmarker_path, *, jobs, landmarks,
                   au_table, groups, baseline, n_captions, seed, test_speakers, limit, shard_clips,
-                  emit_progress, t_start) -> Summary:
+                  emit_progress, t_start, executor="local", ray_address=None) -> Summary:
     from talkclip.annotate.emotions import EMOTIONS_PATH, group_table_sha256
     from talkclip.annotate.tracker import sha256_file
 
@@ -714,7 +744,7 @@ def _build_locked(clips, out, work, phase1, mead_root, table, group_table, landm
     cfg = _WorkerConfig(str(out), str(mead_root), bool(landmarks), int(shard_clips),
                         f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}", str(landmarker_path))
     t1 = time.perf_counter()
-    crashes = _run_phase1(todo, cfg, jobs, on_clip)
+    crashes = _run_phase1(todo, cfg, jobs, on_clip, executor, ray_address)
     track_seconds = time.perf_counter() - t1
 
     # ---- phase 2 (cheap; from every committed stage-1 row of the selection)
@@ -772,7 +802,7 @@ def _build_locked(clips, out, work, phase1, mead_root, table, group_table, landm
                       unbaselined_speakers=info["unbaselined_speakers"]),
         au_ids=list(AU_IDS), warnings=warnings,
         timing=dict(last_run_s=None, last_run_track_s=round(track_seconds, 3), last_run_clips=state["done"],
-                    last_run_frames=state["frames"], jobs=jobs),
+                    last_run_frames=state["frames"], jobs=jobs, executor=executor),
     )
     summary.seconds = time.perf_counter() - t_start
     manifest["timing"]["last_run_s"] = round(summary.seconds, 3)
