@@ -317,6 +317,10 @@ def build_ta_mead_cmd(
     test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
+    executor: str = typer.Option("local", "--executor", help="Where clips are tracked: local (worker processes on this machine) or ray "
+                                 "(actors on a Ray cluster, --jobs of them, 0 = one per CPU of the cluster; needs pip install -e '.[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: the cluster's host:port; default auto = "
+                                              "the cluster this machine joined with `ray start`, else a local Ray started for this run."),
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
     view_list = _split_list(views)
@@ -327,7 +331,8 @@ def build_ta_mead_cmd(
     summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=view_list,
                                 emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
-                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker)
+                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
+                                executor=executor, ray_address=ray_address)
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 

@@ -69,6 +69,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -687,6 +688,10 @@ def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, *, jobs: int = 1,
         raise InputError(f"--test-speakers must be >= 0, got {test_speakers}")
     if shard_clips < 1:
         raise InputError(f"--shard-size must be >= 1, got {shard_clips}")
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(out_dir)):
+        raise InputError(f"--out {out_dir}: URLs (s3://, gs://, ...) are not supported; build into a folder "
+                         "(for --executor ray one that every node mounts at the same path) and copy it, "
+                         "or mount the bucket (mountpoint-s3, s3fs, gcsfuse) and pass the mount path")
     mead_root = Path(mead_dir).resolve()
     clips = walk_mead(mead_root, speakers=speakers, views=views, emotions=emotions, limit=limit)
     table = load_au_table(au_table)

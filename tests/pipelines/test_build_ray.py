@@ -1,14 +1,15 @@
 """build-ta-mead --executor ray on a real Ray cluster: a head and a second node on loopback.
 
-The mini-MEAD built on the cluster gives the rows of the local build; worker processes killed
-by pid mid-build (every time they open one clip's video) leave every clip exactly once, that
-clip recorded as a failure after its attempts, and a rerun with nothing left to do.
+The mini-MEAD built on the cluster (interrupted with Ctrl-C, then resumed) gives the rows of the
+local build; worker processes killed by pid mid-build (every time they open one clip's video)
+leave every clip exactly once, that clip recorded as a failure after its attempts.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -25,9 +26,11 @@ import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from talkclip import InputError  # noqa: E402
+from talkclip.pipelines import shards  # noqa: E402
 from talkclip.pipelines.build_ta_mead import build_ta_mead  # noqa: E402
 
-from support import cached_mini_build, read_build_tables  # noqa: E402
+from support import (assert_one_line_error, cached_mini_build, data_cli_command, read_build_tables,  # noqa: E402
+                     run_data_cli)
 
 NODE = dict(num_cpus=1, node_ip_address="127.0.0.1", object_store_memory=80 * 2**20)
 
@@ -88,15 +91,30 @@ def _same_rows(a: dict, b: dict, skip: set[str] = frozenset()) -> None:
     assert {k: v["stage"] for k, v in rows["failures"].items()} == {k: v["stage"] for k, v in other["failures"].items()}
 
 
-def test_ray_build_matches_local(ray_cluster, local_build, tmp_path):
+def test_ray_build_interrupted_then_resumed_matches_local(ray_cluster, local_build, tmp_path):
+    """CLI build on the cluster, Ctrl-C after the first commit: exit 130, no worker left on the
+    cluster; the same build resumed gives the rows of the local build, with progress per clip."""
     facts, local_out = local_build
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*data_cli_command(), "build-ta-mead", "--mead", str(facts["root"]), "--out", str(out),
+                             "--executor", "ray", "--ray-address", ray_cluster, "--jobs", "0", "--shard-size", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    deadline = time.monotonic() + 120
+    while not shards.shard_files(out / ".work" / "stage1") and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    time.sleep(1)
+    assert _actor_pids() == []
+    done_before = len(shards.read_column(out / ".work" / "stage1", "clip_id"))
+    assert 2 <= done_before < 14
     events = []
-    s = build_ta_mead(facts["root"], tmp_path / "out", executor="ray", ray_address=ray_cluster, jobs=0,
-                      progress=events.append)
-    assert (s.selected, s.processed, s.missing, s.failed) == (14, 14, 0, 3)
+    s = build_ta_mead(facts["root"], out, executor="ray", ray_address=ray_cluster, jobs=0, progress=events.append)
+    assert (s.selected, s.skipped, s.processed, s.missing, s.failed) == (14, done_before, 14 - done_before, 0, 3)
     clip_events = [e for e in events if e.stage == "clip"]
-    assert len(clip_events) == 14 and clip_events[-1].done == 14 and clip_events[-1].failed == 3
-    _same_rows(read_build_tables(tmp_path / "out"), read_build_tables(local_out))
+    assert len(clip_events) == 14 - done_before and clip_events[-1].done == 14 - done_before
+    _same_rows(read_build_tables(out), read_build_tables(local_out))
     assert not ray.is_initialized()     # the build disconnects; the cluster keeps running
 
 
@@ -139,7 +157,22 @@ def test_killed_workers_leave_each_clip_once(ray_cluster, local_build, tmp_path)
     assert (again.skipped, again.processed) == (14, 0)
 
 
-def test_unreachable_address_is_one_line(local_build, tmp_path):
+def test_unreachable_address_and_url_out_are_one_line(local_build, tmp_path):
     facts, _ = local_build
     with pytest.raises(InputError, match="cannot reach the Ray cluster at --ray-address 127.0.0.1:9"):
         build_ta_mead(facts["root"], tmp_path / "out", executor="ray", ray_address="127.0.0.1:9")
+    with pytest.raises(InputError, match="URLs .* are not supported"):
+        build_ta_mead(facts["root"], "s3://bucket/ta-mead", executor="ray")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_ray_is_one_line(local_build, tmp_path):
+    """Without the extra installed (an import of ray that fails, as it does when missing)."""
+    facts, _ = local_build
+    fake = tmp_path / "no_ray" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(fake.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = run_data_cli("build-ta-mead", "--mead", facts["root"], "--out", tmp_path / "out", "--executor", "ray", env=env)
+    assert "pip install -e '.[ray]'" in assert_one_line_error(proc)
+    assert not (tmp_path / "out").exists()
