@@ -7,7 +7,7 @@ en-us acoustic model, a phone language model and the CMU dictionary, so nothing 
 Two ways to get the phones:
 
 - **recognition** (no text): pocketsphinx's all-phone search with its phone n-gram model. On
-  clean speech about half of the 10 ms frames carry the phone a forced alignment would give
+  clean speech about 60% of the 10 ms frames carry the phone a forced alignment would give
   (measured on the fixtures' synthetic espeak speech); treat the output as a rough
   articulation signal, not a transcript. Stretches of at least :data:`GATE_MIN_S` whose level
   stays below :data:`GATE_DBFS` (or 40 dB under the clip's loud frames) are silence whatever
