@@ -103,7 +103,7 @@ def ui_errors(fn: Callable) -> Callable:
 
 # ---------------------------------------------------------------- plots (matplotlib Figure objects, no pyplot state)
 
-def au_figure(intensity: np.ndarray, levels: np.ndarray, thresholds: np.ndarray):
+def au_figure(intensity: np.ndarray, levels: np.ndarray, thresholds: np.ndarray, title: str):
     """Bar chart of (12,) AU intensities (0-5) coloured by level, each AU's three level
     thresholds (12, 3) drawn as ticks across its bar."""
     from matplotlib.figure import Figure
@@ -120,6 +120,7 @@ def au_figure(intensity: np.ndarray, levels: np.ndarray, thresholds: np.ndarray)
     ax.set_ylim(0, max(5.4, float(np.nanmax(intensity, initial=0)) * 1.08))
     ax.set_ylabel("intensity (0-5)")
     ax.legend(loc="upper right", fontsize=7, ncols=3, frameon=False)
+    ax.set_title(title, fontsize=9)
     return fig
 
 
@@ -142,6 +143,7 @@ def curves_figure(csv_path: Path, fps: float):
         ax.set_ylabel(part)
         ax.legend(loc="upper right", fontsize=6, ncols=len(names), frameon=False)
     axes[-1].set_xlabel("time (s)")
+    axes[0].set_title("main blendshape curves (ARKit names)", fontsize=9)
     return fig
 
 
@@ -158,6 +160,7 @@ def stats_figures(st):
     ax.set_xticks(np.arange(len(emotions)), emotions)
     ax.set_ylabel("clips")
     ax.legend(fontsize=7, frameon=False)
+    ax.set_title("clips per emotion and level", fontsize=9)
     fig2 = Figure(figsize=(6.5, 0.9 + 0.28 * max(1, len(st.groups))), dpi=100, layout="constrained")
     ax = fig2.add_subplot()
     act = np.array([g.activation for g in st.groups], dtype=np.float32).reshape(-1, len(AU_IDS))  # (G, 12)
@@ -165,6 +168,7 @@ def stats_figures(st):
     ax.set_xticks(np.arange(len(AU_IDS)), [f"AU{a}" for a in AU_IDS], fontsize=7)
     ax.set_yticks(np.arange(len(st.groups)), [f"{g.emotion}/{g.level} ({g.clips})" for g in st.groups], fontsize=7)
     fig2.colorbar(im, ax=ax, label="% of clips active")
+    ax.set_title("AU activation: % of each group's clips at level >= 1", fontsize=9)
     return fig1, fig2
 
 
@@ -224,10 +228,12 @@ def caption_tab(state: AppState, media: str | None, subject: str, emotion: str, 
     rate = f"{res.fps:.2f} fps video" if res.fps else "photo"
     summary = (f"**{res.frames_with_face}/{res.frames}** frames with a face · {rate} · AU estimator "
                f"{res.estimator}" + (f" · emotion {res.emotion}/{res.level}: {', '.join(res.emotion_labels)}"
-                                     if res.emotion else ""))
+                                     if res.emotion else "")
+               + "".join(f"\n\n⚠ warning: {w}" for w in res.warnings))
     intensity = np.array([a["intensity"] for a in res.aus], dtype=np.float64)
     levels = np.array([a["level"] for a in res.aus], dtype=np.int64)
-    fig = au_figure(intensity, levels, state.au_table.thresholds)
+    fig = au_figure(intensity, levels, state.au_table.thresholds,
+                    "AU intensities (mean over frames with a face) and level thresholds")
     return summary, "\n".join(res.captions), fig, str(out)
 
 
@@ -331,7 +337,7 @@ def clip_tab(state: AppState, clip_id: str):
         raise InputError(f"no clip {clip_id!r} in {state.options.data}")
     r = state.clips.loc[rows[0]]
     fig = au_figure(np.asarray(r["au_intensity"], dtype=np.float64), np.asarray(r["au_level"], dtype=np.int64),
-                    state.au_table.thresholds)
+                    state.au_table.thresholds, f"{clip_id}: AU intensities (after the speaker's neutral baseline)")
     labels = ", ".join(r["emotion_labels"])
     text = (f"**{clip_id}** · {r['speaker']} · {r['emotion']}/{r['level']} ({labels}) · {r['frames']} frames, "
             f"{r['frames_with_face']} with a face\n\n" + "\n".join(f"- {c}" for c in r["captions"]))
@@ -361,8 +367,7 @@ def _caption_ui(gr, state: AppState) -> None:
         with gr.Column(scale=3):
             summary = gr.Markdown(elem_id="caption-summary")
             captions = gr.Textbox(label="captions", lines=4, elem_id="caption-captions")
-            bars = gr.Plot(label="AU intensities (mean over frames with a face) and level thresholds",
-                           elem_id="caption-aus")
+            bars = gr.Plot(label="AU intensities", show_label=False, elem_id="caption-aus")
             json_file = gr.File(label="JSON (as `talkclip-data caption --json`)", elem_id="caption-json")
     webcam.change(lambda p: p, webcam, media, api_visibility="private")
 
@@ -401,7 +406,7 @@ def _generate_ui(gr, state: AppState) -> None:
             button = gr.Button("Generate", variant="primary", elem_id="generate-run")
         with gr.Column(scale=3):
             video = gr.Video(label="generated video (marked synthetic)", elem_id="generate-video", autoplay=False)
-            curves = gr.Plot(label="main blendshape curves", elem_id="generate-curves")
+            curves = gr.Plot(label="main blendshape curves", show_label=False, elem_id="generate-curves")
             csv_file = gr.File(label="ARKit blendshapes CSV", elem_id="generate-csv")
             timings = gr.Markdown(elem_id="generate-timings")
 
@@ -443,8 +448,8 @@ def _dataset_ui(gr, state: AppState) -> None:
                     f" · audio/video mismatch {st.av_mismatch} · `{state.options.data}`", elem_id="dataset-summary")
         fig1, fig2 = stats_figures(st)
         with gr.Row():
-            gr.Plot(fig1, label="clips per emotion and level")
-            gr.Plot(fig2, label="AU activation: % of each group's clips at level >= 1")
+            gr.Plot(fig1, label="clips per emotion and level", show_label=False)
+            gr.Plot(fig2, label="AU activation", show_label=False)
         with gr.Row():
             speaker = gr.Dropdown([ALL, *sorted(df["speaker"].unique())], value=ALL, label="speaker")
             emotion = gr.Dropdown([ALL, *sorted(df["emotion"].unique())], value=ALL, label="emotion")
@@ -456,7 +461,7 @@ def _dataset_ui(gr, state: AppState) -> None:
                               allow_custom_value=True)   # an unknown id gets the app's own one-line error
         with gr.Row():
             outs = [gr.Video(label="clip video", elem_id="dataset-video"),
-                    gr.Plot(label="AU intensities (after the speaker's neutral baseline)", elem_id="dataset-aus")]
+                    gr.Plot(label="AU intensities", show_label=False, elem_id="dataset-aus")]
         outs.append(gr.Markdown(elem_id="dataset-captions"))
         filters = [speaker, emotion, level, au]
         for f in filters:
