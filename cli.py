@@ -129,6 +129,8 @@ def _caption_and_print(video: Path, *, subject: str, emotion: Optional[str], lev
                                    **kwargs)
     else:
         result = caption_media(video, **kwargs)
+    for warning in result.warnings:
+        err_console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return
@@ -486,6 +488,41 @@ def make_sample_cmd(
     console.print(f"wrote {len(rep.clips)} clips of speakers {', '.join(rep.speakers)} to {rep.root} "
                   "(emotion labels are arbitrary demo labels)", markup=False, highlight=False)
     console.print(f"next: talkclip-data build-ta-mead --mead {rep.root} --out OUT", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- phonemes (issue 13)
+
+@data.command("phonemes")
+def phonemes_cmd(
+    audio: Path = typer.Option(..., "--audio", help="Speech file (wav/m4a/mp3/mp4...: any audio the project reads)."),
+    text: Optional[str] = typer.Option(None, "--text", help="The spoken sentence: align its dictionary phones "
+                                       "(forced alignment) instead of recognising phones."),
+    fps: float = typer.Option(25.0, "--fps", help="Video frame rate of the frame ids (row t covers [t/fps, (t+1)/fps))."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (segments, frame ids) on stdout."),
+) -> None:
+    """Phone segments (phone, start, end) and per-frame phone ids of a speech file, offline (pocketsphinx)."""
+    import json
+
+    from rich.table import Table
+
+    from talkclip.annotate.phonemes import extract_file, frame_ids
+
+    frame_ids((), fps, 0)  # checks --fps before any decoding
+    result = extract_file(audio, text)
+    if as_json:
+        print(json.dumps(result.to_dict(fps), ensure_ascii=False))
+        return
+    table = Table(title=f"{audio.name}: {result.duration:.2f} s, {result.method}"
+                        + (f" ({result.note})" if result.note else ""))
+    for col in ("phone", "start", "end"):
+        table.add_column(col, justify="left" if col == "phone" else "right")
+    for s in result.segments:
+        table.add_row(s.phone, f"{s.start:.2f}", f"{s.end:.2f}")
+    console.print(table)
+    if result.oov:
+        console.print(f"spelled by rule (not in the dictionary): {', '.join(result.oov)}", markup=False)
+    console.print(f"frame ids at {fps:g} fps: {' '.join(map(str, result.ids(fps).tolist()))}",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------- generate, eval, fit-basis (issue 5)
