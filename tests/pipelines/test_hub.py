@@ -99,6 +99,7 @@ def test_dataset_push_round_trip_through_load_dataset(hub_server, tmp_path):
     local = {s: sorted([c["clip_id"], c["captions"]] for c in clips if c["split"] == s) for s in ("train", "test")}
     local = {s: v for s, v in local.items() if v}
     assert remote == local and sum(map(len, remote.values())) == len(clips)
+    assert not hub_server.errors
 
 
 def test_checkpoint_push_card_and_generate_by_name(hub_server, trained, tmp_path, landmarker):
@@ -146,6 +147,7 @@ def test_checkpoint_push_card_and_generate_by_name(hub_server, trained, tmp_path
         assert r.returncode == 0, r.stderr[-2000:]
     a, b = _frames(outs["hub"]), _frames(outs["local"])
     assert len(a) > 10 and len(a) == len(b) and all((x == y).all() for x, y in zip(a, b))
+    assert not hub_server.errors
 
 
 def _frames(path: Path) -> list:
