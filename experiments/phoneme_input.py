@@ -185,8 +185,9 @@ def evaluate(ckpt: Path, sync_ckpt: Path, data: Path) -> dict:
     rec, l1m, s_gen, s_true, s_shift = [], [], [], [], []
     with torch.no_grad():
         for c in test.clips:
-            gt = torch.from_numpy(c.blendshapes)                                  # (T, 52)
-            style = model.video_style(gt[None], torch.from_numpy(c.face)[None])[0]
+            gt = torch.from_numpy(np.array(c.blendshapes))                        # (T, 52)
+            S = cfg.model.style_frames                                            # the encoder's most frames
+            style = model.video_style(gt[None, :S], torch.from_numpy(c.face[:S])[None])[0]
             ph = torch.from_numpy(c.phonemes) if getattr(c, "phonemes", None) is not None else None
             pred = model.generate(torch.from_numpy(c.audio), style, phonemes=ph)  # (T, 52)
             r, _, _ = L.rec_loss(pred[None], gt[None], cfg.loss.mu, cfg.loss.ssim_window)
@@ -207,7 +208,8 @@ def main() -> None:
     ap.add_argument("--sync-steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--phones", choices=("recognition", "alignment"), default="recognition")
-    ap.add_argument("--out", type=Path, default=None, help="keep data and checkpoints here (default: temp)")
+    ap.add_argument("--out", type=Path, default=None, help="keep data and checkpoints here (default: temp); "
+                    "its data are reused by a later run with the same --out")
     args = ap.parse_args()
     import torch
 
@@ -218,7 +220,11 @@ def main() -> None:
     work = args.out or Path(tempfile.mkdtemp(prefix="phoneme_input_"))
     data = work / "data"
     t0 = time.perf_counter()
-    info = make_data(data, args.phones, args.seed)
+    if (data / "manifest.json").is_file():           # --out of an earlier run: reuse its data
+        info = json.loads((data / "info.json").read_text())
+    else:
+        info = make_data(data, args.phones, args.seed)
+        (data / "info.json").write_text(json.dumps(info))
     print(f"data: {info['clips']} clips ({len(SENTENCES)} sentences x {len(VOICES)} voices; test voice "
           f"{TEST_VOICE}); phoneme track by {args.phones}: {100 * info['frame_agreement_with_alignment']:.0f}% "
           f"of frames agree with the alignment ({time.perf_counter() - t0:.0f} s)")

@@ -30,7 +30,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from talkclip import ConfigError, InputError, LayoutError, one_line
+from talkclip import InputError, LayoutError, one_line
 from talkclip.schemas import NUM_BLENDSHAPES
 
 from .audio import SILENCE, audio_features
@@ -91,6 +91,7 @@ class Clip:
     blendshapes: np.ndarray   # (T, 52) float32, missing faces interpolated
     face: np.ndarray          # (T,) bool
     audio: np.ndarray         # (T, n_mels) float32 aligned to frames
+    phonemes: np.ndarray | None = None  # (T,) int64 phone ids (configs that read phonemes)
 
 
 @dataclass
@@ -105,16 +106,42 @@ def _feature_key(cfg: TalkCLIPConfig, fps: float, n: int, n_samples: int) -> str
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+def _phoneme_files(data_dir: str | Path, cfg: TalkCLIPConfig) -> list[Path] | None:
+    """The phoneme track's shards when the config reads phonemes (None when it does not)."""
+    if "phoneme" not in cfg.model.audio_input:
+        return None
+    files = _shards(Path(data_dir) / "phonemes")
+    if not files:
+        raise LayoutError(f"{data_dir} has no phoneme track (phonemes/*.parquet) but model.audio_input is "
+                          f"{cfg.model.audio_input!r}: rebuild with --phonemes, or use a 'mel' config")
+    return files
+
+
+def read_phoneme_track(batches, frames: dict) -> dict[str, np.ndarray]:
+    """clip id -> (T,) int64 phone ids, for the clips in ``frames`` (id -> (blendshapes (T, 52), ...)),
+    from record batches of the phonemes table (columns clip_id, frame_ids)."""
+    out: dict[str, np.ndarray] = {}
+    for batch in batches:
+        col = batch.column("frame_ids")
+        for i, cid in enumerate(batch.column("clip_id").to_pylist()):
+            if cid not in frames or col[i].values is None:
+                continue
+            ids = np.asarray(col[i].values.to_numpy(zero_copy_only=False), dtype=np.int64)   # (T,)
+            if len(ids) != len(frames[cid][0]):
+                raise LayoutError(f"phoneme track of {cid}: {len(ids)} frame ids vs {len(frames[cid][0])} frames")
+            out[cid] = ids
+    return out
+
+
 def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None = "train",
                 cache_dir: str | Path | None = None, limit: int | None = None) -> TAMEADData:
     """Read the clips of ``split`` (None = all) with their frames and audio features."""
-    if "phoneme" in cfg.model.audio_input:
-        raise ConfigError(f"training with model.audio_input={cfg.model.audio_input!r} is not implemented: TA-MEAD "
-                          "carries no phoneme alignments (the model accepts phoneme ids; the reader does not); use 'mel'")
     files = check_layout(data_dir)
+    phone_files = _phoneme_files(data_dir, cfg)
     clips_t = _read(files["clips"], ["clip_id", "split", "fps", "frames", "frames_with_face",
                                      "av_mismatch", "captions"]).to_pylist()
-    skipped = {"split": 0, "too_short": 0, "no_captions": 0, "no_face": 0, "av_mismatch": 0, "no_audio": 0}
+    skipped = {"split": 0, "too_short": 0, "no_captions": 0, "no_face": 0, "av_mismatch": 0, "no_audio": 0,
+               "no_phonemes": 0}
     meta = {}
     for r in clips_t:
         if split is not None and r["split"] != split:
@@ -157,6 +184,10 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
                 if len(face) != len(bs):
                     raise LayoutError(f"frames of {ids[i]}: {len(face)} face flags vs {len(bs)} blendshape rows")
                 frames[ids[i]] = (bs, face, float(fps[i] or meta[ids[i]]["fps"]))
+    phones = None
+    if phone_files is not None:
+        phones = read_phoneme_track(
+            (b for f in phone_files for b in batches(f, ["clip_id", "frame_ids"], 64)), frames)
     out: list[Clip] = []
     late_skips = 0
     cache = Path(cache_dir) if cache_dir else None
@@ -192,8 +223,12 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
                         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")  # ranks may race
                         np.save(tmp, feats)
                         tmp.replace(path)
+                if phones is not None and cid not in phones:
+                    skipped["no_phonemes"] += 1
+                    late_skips += 1
+                    continue
                 out.append(Clip(cid, fps, list(meta[cid]["captions"]), fill_missing(bs, face), face,
-                                feats.astype(np.float32)))
+                                feats.astype(np.float32), None if phones is None else phones[cid]))
     skipped["no_audio"] = len(meta) - len(out) - late_skips  # kept clips without frames or audio rows
     out.sort(key=lambda c: c.clip_id)
     if not out:
@@ -235,7 +270,7 @@ class TAMEADWindows(torch.utils.data.Dataset):
         if not smask.any():
             smask[:n] = True  # interpolated frames stand in when the crop has no tracked face
         caption = c.captions[int(rng.integers(len(c.captions)))]
-        return {
+        item = {
             "blendshapes": torch.from_numpy(np.array(c.blendshapes[s:s + L])),  # (L, 52)
             "frame_mask": torch.from_numpy(c.face[s:s + L].copy()),                        # (L,)
             "audio": torch.from_numpy(audio),                                              # (L+2w, F)
@@ -243,6 +278,11 @@ class TAMEADWindows(torch.utils.data.Dataset):
             "style_mask": torch.from_numpy(smask),                                         # (S,)
             "captions": caption,
         }
+        if c.phonemes is not None:   # phone ids with w context frames each side, silence (0) beyond
+            ph = np.zeros(L + 2 * w, dtype=np.int64)
+            ph[lo - (s - w): hi - (s - w)] = c.phonemes[lo:hi]
+            item["phonemes"] = torch.from_numpy(ph)                                        # (L+2w,)
+        return item
 
 
 class StepBatches(torch.utils.data.Sampler):
