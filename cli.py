@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from talkclip import TalkclipError, __version__
+from talkclip import TalkclipError, __version__, one_line
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -32,9 +32,8 @@ def _run(typer_app: typer.Typer) -> None:
         rc = typer_app(standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
-    except TalkclipError as e:
-        msg = str(e).strip().splitlines()
-        sys.stderr.write(f"error: {msg[0] if msg else type(e).__name__}\n")
+    except TalkclipError as e:   # exit 130: stopped by Ctrl-C (the message says how to resume)
+        sys.stderr.write(f"{'' if e.exit_code == 130 else 'error: '}{one_line(e)}\n")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
@@ -50,13 +49,8 @@ def _run(typer_app: typer.Typer) -> None:
         else:
             path = getattr(getattr(e, "ctx", None), "command_path", None)
             hint = f" (see `{path} --help`)" if path else ""
-            sys.stderr.write(f"error: {one_line(e.format_message())}{hint}\n")
+            sys.stderr.write(f"error: {one_line(e)}{hint}\n")
         sys.exit(e.exit_code)
-
-
-def one_line(text: str) -> str:
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else "invalid usage"
 
 
 # typer ships its own copy of click; take its ClickException from typer's own error class
@@ -169,12 +163,6 @@ def caption_cmd(
                                   "feat (py-feat: needs the optional extra 'feat' and network)."),
 ) -> None:
     """Estimate the 12 DISFA AUs of a face video or photo and print AU-based captions."""
-    from talkclip import InputError
-
-    from talkclip.pipelines.caption import SUBJECTS
-
-    if subject.strip().lower() not in SUBJECTS:
-        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
     _caption_and_print(video, subject=subject, emotion=emotion, level=level, n=n, seed=seed, as_json=as_json,
                        landmarker=landmarker, au_table=au_table, groups=groups, estimator=estimator)
 
@@ -192,25 +180,16 @@ def demo_cmd(
 ) -> None:
     """Demo on the samples `talkclip-data setup` placed: caption a talking-head video, then build a
     tiny TA-MEAD from a MEAD-shaped sample cut from it (resumable: a rerun reuses OUT)."""
-    from talkclip import InputError
-    from talkclip.pipelines.caption import SUBJECTS
-    from talkclip.pipelines.setup import sample_path
+    from talkclip.pipelines.demo import demo_corpus, demo_video
 
-    if subject.strip().lower() not in SUBJECTS:
-        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
-
-    _caption_and_print(sample_path("talking.mp4"), subject=subject, emotion=None, level=None, n=n, seed=seed,
+    _caption_and_print(demo_video(), subject=subject, emotion=None, level=None, n=n, seed=seed,
                        as_json=as_json, landmarker=landmarker, au_table=None, groups=None, estimator="mediapipe")
     if caption_only or as_json:
         return
-    from talkclip.pipelines.sample import make_sample
-
-    mead = out / "mead"
-    if not mead.is_dir():
-        make_sample(mead)
-    summary = _build_and_report(mead, out / "ta-mead", jobs=jobs, landmarker=landmarker, test_speakers=1)
-    stats_cmd(out / "ta-mead", samples=4)
-    console.print(f"demo TA-MEAD in {out / 'ta-mead'} (load it with datasets.load_dataset)", markup=False)
+    mead, build_dir = demo_corpus(out)
+    summary = _build_and_report(mead, build_dir, jobs=jobs, landmarker=landmarker, test_speakers=1)
+    stats_cmd(build_dir, samples=4)
+    console.print(f"demo TA-MEAD in {build_dir} (load it with datasets.load_dataset)", markup=False)
     raise typer.Exit(summary.exit_code)
 
 
@@ -250,7 +229,7 @@ def train_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step per process (default: the config's)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes (default: the config's)."),
     sync_checkpoint: Optional[Path] = typer.Option(None, "--sync-checkpoint", help="Lip-sync discriminator from "
-                                                   "`talkclip train-sync` (frozen); without it L_sync is skipped."),
+                                                   "`talkclip train-sync` (frozen; folder or Hub id ORG/NAME); without it L_sync is skipped."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Also checkpoint every N steps (0 = only at the end)."),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps per row of OUT/train_log.csv."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder caching audio features as .npy between runs."),
@@ -305,7 +284,7 @@ def build_ta_mead_cmd(
                               "(+ <SPK>/audio/... .m4a), or <SPK>/video.tar + audio.tar as downloaded."),
     out: Path = typer.Option(..., "--out", help="Output folder (TA-MEAD tables, manifest, dataset card). "
                              "Rerunning into the same folder resumes and skips finished clips."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count)."),
     speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate), e.g. M003,W009."),
     views: Optional[list[str]] = typer.Option(None, "--views", help="Camera views to use (repeat or comma-separate; default front; 'all' for every view)."),
     emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, e.g. neutral,happy (default all 8)."),
@@ -319,17 +298,14 @@ def build_ta_mead_cmd(
     test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
-    view_list = _split_list(views)
-    if view_list and "all" in view_list:
-        view_list = None
-    elif not view_list:
-        view_list = ["front"]
-    summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=view_list,
+    summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
                                 emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
-                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker)
+                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
+                                retry_failed=not keep_failed)
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 
@@ -352,7 +328,8 @@ def _build_and_report(mead: Path, out: Path, **options):
     def on_progress(ev) -> None:  # the bar appears once the input has been checked
         if ev.stage == "start":
             started[0] = _time.perf_counter()
-            bar.start()
+            if err_console.is_terminal:   # a bar in a log file is noise; the table below has the figures
+                bar.start()
             bar.start_task(task)
             bar.update(task, total=ev.total, completed=0,
                        description=f"tracking ({ev.skipped} built before)" if ev.skipped else "tracking")
@@ -364,6 +341,9 @@ def _build_and_report(mead: Path, out: Path, **options):
 
     try:
         summary = build_ta_mead(mead, out, progress=on_progress, **options)
+    except TalkclipError:
+        bar.live.transient = True   # the error's one line says it all
+        raise
     finally:
         if bar.live.is_started:   # a bar never started would still print an empty line
             bar.stop()
@@ -375,11 +355,13 @@ def _build_and_report(mead: Path, out: Path, **options):
     fps = summary.frames_now / summary.track_seconds if summary.track_seconds > 0 and summary.frames_now else 0.0
     for k, v in (("clips selected", summary.selected), ("already built (skipped)", summary.skipped),
                  ("processed now", summary.processed), ("failed now", summary.failed_now),
+                 ("retried / recovered / still failing",
+                  f"{summary.retried} / {summary.recovered} / {summary.still_failing}"),
                  ("clips in table", summary.clips), ("failed (total)", summary.failed),
                  ("failures by stage", ", ".join(f"{s} {n}" for s, n in summary.failures_by_stage.items()) or "-"),
                  ("audio/video mismatch (flagged)", summary.av_mismatch), ("frames", summary.frames),
-                 ("train speakers", len(summary.train_speakers)),
-                 ("test speakers", ", ".join(summary.test_speakers) or "-"),
+                 ("train speakers / clips", f"{len(summary.train_speakers)} / {summary.train_clips}"),
+                 ("test speakers / clips", f"{', '.join(summary.test_speakers) or '-'} / {summary.test_clips}"),
                  ("not processed (rerun)", summary.missing),
                  ("time", f"{summary.seconds:.1f} s"), ("tracking rate", f"{fps:.1f} frames/s")):
         table.add_row(k, str(v))
@@ -463,14 +445,17 @@ def push_cmd(
     from talkclip.pipelines.push import plan_push, push
 
     if dry_run:
-        plan = plan_push(out_dir, repo, private=private)
-        for path_in_repo, f in plan.files:
-            console.print(f"{f.stat().st_size:>12,d}  {path_in_repo}", markup=False, highlight=False)
-        console.print(f"{len(plan.files)} files, {plan.total_bytes:,d} bytes -> {repo} (one commit, not sent)",
-                      markup=False, highlight=False)
+        _print_plan(plan_push(out_dir, repo, private=private))
         return
     url = push(out_dir, repo, private=private)
     console.print(f"pushed: {url}", markup=False, highlight=False)
+
+
+def _print_plan(plan) -> None:
+    for path_in_repo, size in plan.sizes():
+        console.print(f"{size:>12,d}  {path_in_repo}", markup=False, highlight=False)
+    console.print(f"{len(plan.files)} files, {plan.total_bytes:,d} bytes -> {plan.repo_type} repo {plan.repo_id} "
+                  "(one commit, not sent)", markup=False, highlight=False, soft_wrap=True)
 
 
 @data.command("make-sample")
@@ -526,14 +511,14 @@ def phonemes_cmd(
 
 @main.command("generate")
 def generate_cmd(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (model.safetensors + config.json)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (model.safetensors + config.json) or Hub model id ORG/NAME[@REVISION]."),
     image: Path = typer.Option(..., "--image", help="Portrait photo showing one face."),
     audio: Path = typer.Option(..., "--audio", help="Speech audio (wav, m4a, mp3, ...; any rate, mono or stereo)."),
     text: Optional[str] = typer.Option(None, "--text", help="Sentence describing the speaking style."),
     out: Path = typer.Option(..., "--out", help="Output .mp4 (H.264 video + the input audio as AAC)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     size: int = typer.Option(256, "--size", help="Output frame size in pixels: 256 or 512 (square face crop)."),
-    fps: int = typer.Option(25, "--fps", help="Output frame rate: 25 or 30."),
+    fps: int = typer.Option(25, "--fps", help="Output frame rate in frames/s (1-60)."),
     export_blendshapes: Optional[Path] = typer.Option(None, "--export-blendshapes",
                                                       help="Also write the 52 blendshape curves as CSV (Timecode, BlendShapeCount, channels)."),
     style_video: Optional[Path] = typer.Option(None, "--style-video", help="Take the style from this reference clip instead of --text."),
@@ -545,7 +530,7 @@ def generate_cmd(
     smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma, frames; 0 = off)."),
     basis: Optional[Path] = typer.Option(None, "--basis", help="Fitted renderer basis (fit-basis) instead of the hand-built rig."),
     renderer: Optional[Path] = typer.Option(None, "--renderer", help="Trained neural renderer checkpoint "
-                                            "(`talkclip train-renderer`) instead of the hand-built rig."),
+                                            "(`talkclip train-renderer`; folder or Hub id ORG/NAME) instead of the hand-built rig."),
     threads: int = typer.Option(0, "--threads", help="Torch CPU threads while generating (0 = torch's default, "
                                 "all cores). On a machine busy with other work, 1 can be faster (bench/generate_speed.py)."),
 ) -> None:
@@ -554,10 +539,6 @@ def generate_cmd(
 
     from talkclip.pipelines.generate import generate
 
-    if size not in (256, 512):
-        raise typer.BadParameter("--size must be 256 or 512")
-    if fps not in (25, 30):
-        raise typer.BadParameter("--fps must be 25 or 30")
     mix = [(mix_text, mix_weight)] if mix_text else None
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
                    TimeRemainingColumn(), console=err_console, transient=True)
@@ -685,3 +666,45 @@ def train_renderer_cmd(
         console.print(f"  {k:7s} first {summary.first.get(k, float('nan')):.4f}  last {summary.last[k]:.4f}",
                       markup=False, highlight=False)
     console.print(f"checkpoint: {summary.out_dir}   log: {summary.log_path}", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- push a checkpoint (issue 12)
+
+@main.command("push")
+def push_checkpoint_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder (talkclip train / train-sync / train-renderer)."),
+    repo: str = typer.Option(..., "--repo", help="Hub model repo id, OWNER/NAME (created if missing)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only check the checkpoint and list the commit's files; no network."),
+    with_state: bool = typer.Option(False, "--with-state", help="Also upload the optimizer/resume state and training log."),
+    eval_report: Optional[Path] = typer.Option(None, "--eval", help="JSON of `talkclip eval --json`: its mean figures go into the model card."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Hub dataset repo of the TA-MEAD build it was trained on (named in the card)."),
+    license: str = typer.Option("other", "--license", help="License id for the card (default: other, MEAD-derived weights)."),
+) -> None:
+    """Publish a checkpoint to the Hugging Face Hub as one commit: model.safetensors, config.json and a model card."""
+    from talkclip.pipelines.push import CheckpointPushOptions, plan_checkpoint_push, push_checkpoint
+
+    opts = CheckpointPushOptions(checkpoint, repo, private=private, with_state=with_state, eval_report=eval_report,
+                                 dataset_repo=dataset, license=license)
+    if dry_run:
+        _print_plan(plan_checkpoint_push(opts))
+        return
+    console.print(f"pushed: {push_checkpoint(opts)}", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- app (issue 14)
+
+@main.command("app")
+def app_cmd(
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="TalkCLIP checkpoint for the Generate tab "
+                                             "(a directory from `talkclip train`); without it the tab says how to get one."),
+    data_dir: Optional[Path] = typer.Option(None, "--data", help="TA-MEAD build for the Dataset tab (from `talkclip-data build-ta-mead`)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default loopback only; 0.0.0.0 exposes it on the network)."),
+    port: int = typer.Option(7860, "--port", help="TCP port."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda, for generation."),
+) -> None:
+    """Browser app (Gradio): caption a video or photo, generate a talking head, browse a build.
+    Needs the optional extra: pip install -e '.[app]'. Never opens a public share link."""
+    from talkclip.pipelines.app import AppOptions, serve
+
+    serve(AppOptions(checkpoint=checkpoint, data=data_dir, host=host, port=port, device=device))
