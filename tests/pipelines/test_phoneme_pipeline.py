@@ -39,10 +39,29 @@ def test_build_writes_one_phoneme_track_per_clip(phoneme_build):
     manifest = json.loads((out / "manifest.json").read_text())
     ph = manifest["phonemes"]
     assert ph["enabled"] is True and ph["methods"] == {"recognition": len(clips)}
-    assert "recognition" in ph["sentences"]
+    assert "recognised" in ph["sentences"] and "MEAD" in ph["sentences"]
 
 
 def test_a_rerun_without_phonemes_is_refused(phoneme_build):
     facts, out = phoneme_build
     line = assert_one_line_error(run_data_cli("build-ta-mead", "--mead", facts["root"], "--out", out))
     assert "phonemes" in line
+
+
+@pytest.fixture(scope="module")
+def phoneme_checkpoint(phoneme_build, tmp_path_factory):
+    from talkclip.pipelines.train import train
+
+    _, out = phoneme_build
+    ckpt = tmp_path_factory.mktemp("phoneme_ckpt") / "run"
+    summary = train(out, "tiny-phoneme", ckpt, steps=3, stage="1")
+    assert summary is not None
+    return ckpt
+
+
+def test_tiny_phoneme_model_trains_from_the_build(phoneme_checkpoint):
+    from talkclip.model.checkpoint import read_config
+
+    cfg = read_config(phoneme_checkpoint)
+    assert cfg.model.audio_input == "phoneme" and cfg.model.n_phonemes == n_phonemes()
+    assert (phoneme_checkpoint / "model.safetensors").is_file()
