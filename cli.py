@@ -699,7 +699,7 @@ def push_checkpoint_cmd(
 @main.command("app")
 def app_cmd(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="TalkCLIP checkpoint for the Generate tab "
-                                             "(a directory from `talkclip train`); without it the tab says how to get one."),
+                                             "(a directory from `talkclip train`, or a Hub id org/name[@rev]); without it the tab says how to get one."),
     data_dir: Optional[Path] = typer.Option(None, "--data", help="TA-MEAD build for the Dataset tab (from `talkclip-data build-ta-mead`)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default loopback only; 0.0.0.0 exposes it on the network)."),
     port: int = typer.Option(7860, "--port", help="TCP port."),
