@@ -299,6 +299,8 @@ def build_ta_mead_cmd(
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+    phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/: "
+                                  "recognised offline with pocketsphinx; MEAD's sentences are not known), for phoneme configs."),
     executor: str = typer.Option("local", "--executor", help="Where clips are tracked: local (worker processes on this machine) or ray "
                                  "(actors on a Ray cluster, --jobs of them, 0 = one per CPU of the cluster; needs pip install -e '.[ray]')."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: the cluster's host:port; default auto = "
@@ -309,7 +311,8 @@ def build_ta_mead_cmd(
                                 emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
                                 test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
-                                retry_failed=not keep_failed, executor=executor, ray_address=ray_address)
+                                retry_failed=not keep_failed, phonemes=phonemes, executor=executor,
+                                ray_address=ray_address)
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 

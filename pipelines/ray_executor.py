@@ -173,7 +173,7 @@ class ClipActor:
         return dataclasses.asdict(self.worker.process(clip))
 
     def flush(self, tag: str) -> tuple[list[dict], list[dict]]:
-        """Write this batch's frames/audio shards as ``<tag>``; return (stage-1 rows, failure rows)."""
+        """Write this batch's data shards (frames, audio, phonemes) as ``<tag>``; return (stage-1 rows, failure rows)."""
         return self.worker.write_data(tag)
 
     def close(self) -> None:
@@ -347,10 +347,10 @@ class RayPool:
                 self._lose(slot, TimeoutError(f"no CPU slot within {START_TIMEOUT_S} s"))
 
     def _drop_data(self, tags) -> None:
-        """Remove the frames/audio shards of flushes that were asked for but not committed."""
+        """Remove the data shards (frames, audio, phonemes) of flushes that were asked for but not committed."""
         out = Path(self.cfg.out_dir)
         for tag in tags:
-            for table in ("frames", "audio"):
+            for table in ("frames", "audio", "phonemes"):
                 (out / table / f"{tag}.parquet").unlink(missing_ok=True)
 
     def shutdown(self) -> None:
