@@ -149,14 +149,15 @@ class Timer:
 
 def resume(root: Path, out: Path) -> tuple[float, dict, object]:
     from talkclip.pipelines import build_ta_mead as b
-    from talkclip.pipelines import card
+    from talkclip.pipelines import card, mead
 
     timer = Timer()
-    timer.wrap(b, "walk_mead", "listing")
+    timer.wrap(mead.MeadSource, "list_clips", "listing")
     timer.wrap(b, "_remove_uncommitted", "sweep of uncommitted shards")
-    timer.wrap(b.shards, "read_column", "resume scan (stage-1 clip ids)")
+    timer.wrap(b, "_committed", "stage-1 reads (resume scan, then phase 2)")
     timer.wrap(b, "annotate_clips", "phase 2: baseline, levels, captions, split")
     timer.wrap(b, "_write_outputs", "clips + failures tables")
+    timer.wrap(b, "build_manifest", "manifest")
     timer.wrap(card, "dataset_card", "dataset card")
     try:
         t0 = time.perf_counter()

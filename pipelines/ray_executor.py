@@ -261,10 +261,11 @@ class RayPool:
         self.queue.extend(todo)
         for _ in range(self.target):
             self._start_actor()
-        while self._busy() and (self.queue or any(s.batch or s.batches for s in self.slots.values())
-                                or any(not s.ready for s in self.slots.values())):
+        while True:
             for slot in list(self.slots.values()):
                 self._feed(slot)
+            if not self._busy():     # nothing asked and unanswered: all committed, or no actor left
+                break
             refs = [r for s in self.slots.values() for r in s.calls]
             done, _ = self.ray.wait(refs, num_returns=1, timeout=1.0)
             for ref in done:
@@ -367,6 +368,8 @@ def run_phase1(todo: list, cfg, emit: Callable, *, jobs: int, address: str | Non
     """Track ``todo`` on Ray (``jobs`` actors; 0 = one per CPU slot of the cluster); the same
     contract as the local executor: ``emit`` gets each clip's result once, every clip that
     returns is committed, and the returned list holds warnings (lost workers, clips left)."""
+    from talkclip.schemas.tamead import FailureRow, Stage1Row
+
     from .build_ta_mead import _ClipResult, clip_base_row, commit_record
 
     if not todo:
@@ -384,9 +387,9 @@ def run_phase1(todo: list, cfg, emit: Callable, *, jobs: int, address: str | Non
         driver_seq = iter(range(10**9))
 
         def fail(clip, message: str) -> None:   # a clip that kept killing its worker
-            row = clip_base_row(clip, cfg.mead_root)
-            commit_record(out, f"{cfg.run_tag}-driver-{next(driver_seq):05d}", [dict(row, ok=False, track_s=0.0)],
-                          [dict(clip_id=clip.clip_id, stage="worker", error=message, path=row["video_path"])])
+            row = clip_base_row(clip, cfg.root)
+            commit_record(out, f"{cfg.run_tag}-driver-{next(driver_seq):05d}", [Stage1Row(**row, ok=False, track_s=0.0)],
+                          [FailureRow(clip_id=clip.clip_id, stage="worker", error=message, path=row["video_path"])])
             emit(_ClipResult(clip.clip_id, False, 0, "worker", message))
 
         pool = RayPool(cfg, n, lambda r: emit(_ClipResult(**r)), lambda tag, s1, fl: commit_record(out, tag, s1, fl), fail)
