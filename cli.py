@@ -326,11 +326,13 @@ def _build_and_report(mead: Path, out: Path, **options):
     from talkclip.pipelines.build_ta_mead import build_ta_mead
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]} clips/s"), TextColumn("ETA"), TimeRemainingColumn(),
+               TextColumn("{task.fields[rate]} clips/s"), TextColumn("{task.fields[fps]} frames/s"),
+               TextColumn("ETA"), TimeRemainingColumn(),
                TextColumn("failed {task.fields[failed]}"))
     bar = Progress(*columns, console=err_console, transient=False)
-    task = bar.add_task("tracking", total=None, rate="-", failed=0, start=False)
+    task = bar.add_task("tracking", total=None, rate="-", fps="-", failed=0, start=False)
     started = [_time.perf_counter()]
+    frames = [0]
 
     def on_progress(ev) -> None:  # the bar appears once the input has been checked
         if ev.stage == "start":
@@ -341,8 +343,10 @@ def _build_and_report(mead: Path, out: Path, **options):
             bar.update(task, total=ev.total, completed=0,
                        description=f"tracking ({ev.skipped} built before)" if ev.skipped else "tracking")
         elif ev.stage == "clip":
-            rate = ev.done / max(_time.perf_counter() - started[0], 1e-6)
-            bar.update(task, completed=ev.done, rate=f"{rate:.2f}", failed=ev.failed)
+            elapsed = max(_time.perf_counter() - started[0], 1e-6)
+            frames[0] += ev.frames
+            bar.update(task, completed=ev.done, rate=f"{ev.done / elapsed:.2f}", fps=f"{frames[0] / elapsed:.0f}",
+                       failed=ev.failed)
         elif ev.stage == "annotate":
             bar.update(task, description="annotating")
 

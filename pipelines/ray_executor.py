@@ -238,7 +238,10 @@ class RayPool:
 
     # -- scheduling
     def _feed(self, slot: _Slot) -> None:
-        while self.queue and slot.ready and slot.clips_in_flight() < IN_FLIGHT:
+        # a second clip waits in an actor only while there is more work than actors: near the
+        # end, a queued clip behind a busy actor would leave another one idle
+        depth = IN_FLIGHT if len(self.queue) > len(self.slots) else 1
+        while self.queue and slot.ready and slot.clips_in_flight() < depth:
             clip = self.queue.popleft()
             slot.batch.append(clip)
             self._call(slot, "clip", clip, slot.handle.process.remote(clip))
