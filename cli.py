@@ -496,38 +496,37 @@ def generate_cmd(
     out: Path = typer.Option(..., "--out", help="Output .mp4 (H.264 video + the input audio as AAC)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     size: int = typer.Option(256, "--size", help="Output frame size in pixels: 256 or 512 (square face crop)."),
-    fps: int = typer.Option(25, "--fps", help="Output frame rate: 25 or 30."),
+    fps: int = typer.Option(25, "--fps", help="Output frame rate, 1..60 (25 and 30 are the usual ones)."),
     export_blendshapes: Optional[Path] = typer.Option(None, "--export-blendshapes",
                                                       help="Also write the 52 blendshape curves as CSV (Timecode, BlendShapeCount, channels)."),
     style_video: Optional[Path] = typer.Option(None, "--style-video", help="Take the style from this reference clip instead of --text."),
     mix_text: Optional[str] = typer.Option(None, "--mix-text", help="A second style sentence mixed with --text."),
     mix_weight: float = typer.Option(0.5, "--mix-weight", help="Weight of --mix-text in the mix (0..1)."),
-    intensity: float = typer.Option(1.0, "--intensity", help="Style intensity: 0 = neutral, 1 = as predicted, >1 exaggerated."),
+    intensity: float = typer.Option(1.0, "--intensity", help="Style intensity, 0..3: 0 = neutral, 1 = as predicted, >1 exaggerated."),
     pose_video: Optional[Path] = typer.Option(None, "--pose-video", help="Copy head rotations from this video (default: still head)."),
     no_watermark: bool = typer.Option(False, "--no-watermark", help="Drop the visible 'AI' mark (the metadata tag always stays)."),
-    smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma, frames; 0 = off)."),
+    smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma in frames, 0..10; 0 = off)."),
     basis: Optional[Path] = typer.Option(None, "--basis", help="Fitted renderer basis (fit-basis) instead of the hand-built rig."),
     renderer: Optional[Path] = typer.Option(None, "--renderer", help="Trained neural renderer checkpoint "
                                             "(`talkclip train-renderer`) instead of the hand-built rig."),
-    threads: int = typer.Option(0, "--threads", help="Torch CPU threads while generating (0 = torch's default, "
-                                "all cores). On a machine busy with other work, 1 can be faster (bench/generate_speed.py)."),
+    threads: int = typer.Option(0, "--threads", help="Torch CPU threads while generating: 0 = torch's default "
+                                "(all cores), n >= 1 = n threads."),
+    stream: bool = typer.Option(False, "--stream", help="Write a fragmented mp4 in place while generating (a player can "
+                                "open it as it grows); removed if interrupted, unless --keep-partial."),
+    keep_partial: bool = typer.Option(False, "--keep-partial", help="With --stream: keep what an interrupted stream wrote."),
 ) -> None:
     """Portrait + speech + style sentence -> talking-head mp4 (marked synthetic)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from talkclip.pipelines.generate import generate
 
-    if size not in (256, 512):
-        raise typer.BadParameter("--size must be 256 or 512")
-    if fps not in (25, 30):
-        raise typer.BadParameter("--fps must be 25 or 30")
     mix = [(mix_text, mix_weight)] if mix_text else None
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
                    TimeRemainingColumn(), console=err_console, transient=True)
     task = bar.add_task("rendering", total=None)
 
     def on_progress(stage, done, total) -> None:   # the bar appears once rendering starts
-        if not bar.live.is_started:
+        if not bar.live.is_started and err_console.is_terminal:
             bar.start()
         bar.update(task, completed=done, total=total)
 
@@ -535,8 +534,8 @@ def generate_cmd(
         summary = generate(checkpoint, image, audio, text, out, device=device, size=size, fps=fps,
                            export_blendshapes=export_blendshapes, style_video=style_video, text_mix=mix,
                            intensity=intensity, pose_video=pose_video, watermark=not no_watermark,
-                           smooth=smooth, basis=basis, threads=threads or None, renderer=renderer,
-                           progress=on_progress)
+                           smooth=smooth, basis=basis, threads=threads, renderer=renderer, stream=stream,
+                           keep_partial=keep_partial, progress=on_progress)
     finally:
         if bar.live.is_started:
             bar.stop()
@@ -544,7 +543,7 @@ def generate_cmd(
     console.print(f"wrote {summary.out}: {summary.frames} frames at {summary.fps:g} fps "
                   f"({summary.duration_s:.2f} s, audio {summary.audio_duration_s:.2f} s), style from {summary.style_source}")
     console.print(f"time: load {t['load']:.1f}s, prepare {t['prepare']:.2f}s, text {t['text']:.2f}s, motion {t['motion']:.2f}s, "
-                  f"render {t['render']:.2f}s, encode {t['encode']:.2f}s; real-time factor {summary.realtime_factor:.2f}")
+                  f"render {t['render']:.2f}s, encode {t.get('encode', 0.0):.2f}s; real-time factor {summary.realtime_factor:.2f}")
     if summary.blendshapes_csv:
         console.print(f"blendshapes: {summary.blendshapes_csv}")
 
