@@ -7,8 +7,9 @@ computed once per clip (optionally cached as .npy files under ``cache_dir``).
 
 Decisions (documented behaviour):
 - Clips shorter than ``model.seq_len`` frames, clips without captions, clips without any
-  tracked face, and clips flagged ``av_mismatch`` (their audio does not line up with the video)
-  are skipped; the counts are reported in ``TAMEADData.skipped``.
+  tracked face, clips flagged ``av_mismatch`` (their audio does not line up with the video) and
+  clips without a frames row or an audio row are skipped; the counts, one per reason, are
+  reported in ``TAMEADData.skipped`` (and printed by ``talkclip train``).
 - Frames without a face are filled by linear interpolation between tracked neighbours (edge
   frames repeat the nearest tracked frame); ``frame_mask`` marks them so L1 ignores them (the
   1-D SSIM runs on the filled sequence).
@@ -114,7 +115,8 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
     files = check_layout(data_dir)
     clips_t = _read(files["clips"], ["clip_id", "split", "fps", "frames", "frames_with_face",
                                      "av_mismatch", "captions"]).to_pylist()
-    skipped = {"split": 0, "too_short": 0, "no_captions": 0, "no_face": 0, "av_mismatch": 0, "no_audio": 0}
+    skipped = {"split": 0, "too_short": 0, "no_captions": 0, "no_face": 0, "av_mismatch": 0, "no_frames": 0,
+               "no_audio": 0}
     meta = {}
     for r in clips_t:
         if split is not None and r["split"] != split:
@@ -157,8 +159,8 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
                 if len(face) != len(bs):
                     raise LayoutError(f"frames of {ids[i]}: {len(face)} face flags vs {len(bs)} blendshape rows")
                 frames[ids[i]] = (bs, face, float(fps[i] or meta[ids[i]]["fps"]))
+    skipped["no_frames"] = len(meta) - len(frames)   # kept clips without a frames row
     out: list[Clip] = []
-    late_skips = 0
     cache = Path(cache_dir) if cache_dir else None
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
@@ -171,7 +173,6 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
                 bs, face, fps = frames.pop(cid)
                 if not face.any() or len(bs) < cfg.model.seq_len:
                     skipped["no_face" if not face.any() else "too_short"] += 1
-                    late_skips += 1
                     continue
                 sr = batch.column("sample_rate")[i].as_py()
                 samples = batch.column("samples")[i].values.to_numpy(zero_copy_only=False)
@@ -194,7 +195,7 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
                         tmp.replace(path)
                 out.append(Clip(cid, fps, list(meta[cid]["captions"]), fill_missing(bs, face), face,
                                 feats.astype(np.float32)))
-    skipped["no_audio"] = len(meta) - len(out) - late_skips  # kept clips without frames or audio rows
+    skipped["no_audio"] = len(frames)  # clips with frames but without an audio row
     out.sort(key=lambda c: c.clip_id)
     if not out:
         raise InputError(f"no usable clips in {data_dir} (split {split}): skipped {skipped}")
