@@ -129,6 +129,8 @@ def _caption_and_print(video: Path, *, subject: str, emotion: Optional[str], lev
                                    **kwargs)
     else:
         result = caption_media(video, **kwargs)
+    for warning in result.warnings:
+        err_console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return
@@ -252,7 +254,7 @@ def train_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step per process (default: the config's)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes (default: the config's)."),
     sync_checkpoint: Optional[Path] = typer.Option(None, "--sync-checkpoint", help="Lip-sync discriminator from "
-                                                   "`talkclip train-sync` (frozen); without it L_sync is skipped."),
+                                                   "`talkclip train-sync` (frozen; folder or Hub id ORG/NAME); without it L_sync is skipped."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Also checkpoint every N steps (0 = only at the end)."),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps per row of OUT/train_log.csv."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder caching audio features as .npy between runs."),
@@ -465,14 +467,17 @@ def push_cmd(
     from talkclip.pipelines.push import plan_push, push
 
     if dry_run:
-        plan = plan_push(out_dir, repo, private=private)
-        for path_in_repo, f in plan.files:
-            console.print(f"{f.stat().st_size:>12,d}  {path_in_repo}", markup=False, highlight=False)
-        console.print(f"{len(plan.files)} files, {plan.total_bytes:,d} bytes -> {repo} (one commit, not sent)",
-                      markup=False, highlight=False)
+        _print_plan(plan_push(out_dir, repo, private=private))
         return
     url = push(out_dir, repo, private=private)
     console.print(f"pushed: {url}", markup=False, highlight=False)
+
+
+def _print_plan(plan) -> None:
+    for path_in_repo, size in plan.sizes():
+        console.print(f"{size:>12,d}  {path_in_repo}", markup=False, highlight=False)
+    console.print(f"{len(plan.files)} files, {plan.total_bytes:,d} bytes -> {plan.repo_type} repo {plan.repo_id} "
+                  "(one commit, not sent)", markup=False, highlight=False, soft_wrap=True)
 
 
 @data.command("make-sample")
@@ -489,11 +494,46 @@ def make_sample_cmd(
     console.print(f"next: talkclip-data build-ta-mead --mead {rep.root} --out OUT", markup=False, highlight=False)
 
 
+# ---------------------------------------------------------------- phonemes (issue 13)
+
+@data.command("phonemes")
+def phonemes_cmd(
+    audio: Path = typer.Option(..., "--audio", help="Speech file (wav/m4a/mp3/mp4...: any audio the project reads)."),
+    text: Optional[str] = typer.Option(None, "--text", help="The spoken sentence: align its dictionary phones "
+                                       "(forced alignment) instead of recognising phones."),
+    fps: float = typer.Option(25.0, "--fps", help="Video frame rate of the frame ids (row t covers [t/fps, (t+1)/fps))."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (segments, frame ids) on stdout."),
+) -> None:
+    """Phone segments (phone, start, end) and per-frame phone ids of a speech file, offline (pocketsphinx)."""
+    import json
+
+    from rich.table import Table
+
+    from talkclip.annotate.phonemes import extract_file, frame_ids
+
+    frame_ids((), fps, 0)  # checks --fps before any decoding
+    result = extract_file(audio, text)
+    if as_json:
+        print(json.dumps(result.to_dict(fps), ensure_ascii=False))
+        return
+    table = Table(title=f"{audio.name}: {result.duration:.2f} s, {result.method}"
+                        + (f" ({result.note})" if result.note else ""))
+    for col in ("phone", "start", "end"):
+        table.add_column(col, justify="left" if col == "phone" else "right")
+    for s in result.segments:
+        table.add_row(s.phone, f"{s.start:.2f}", f"{s.end:.2f}")
+    console.print(table)
+    if result.oov:
+        console.print(f"spelled by rule (not in the dictionary): {', '.join(result.oov)}", markup=False)
+    console.print(f"frame ids at {fps:g} fps: {' '.join(map(str, result.ids(fps).tolist()))}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
 # ---------------------------------------------------------------- generate, eval, fit-basis (issue 5)
 
 @main.command("generate")
 def generate_cmd(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (model.safetensors + config.json)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (model.safetensors + config.json) or Hub model id ORG/NAME[@REVISION]."),
     image: Path = typer.Option(..., "--image", help="Portrait photo showing one face."),
     audio: Path = typer.Option(..., "--audio", help="Speech audio (wav, m4a, mp3, ...; any rate, mono or stereo)."),
     text: Optional[str] = typer.Option(None, "--text", help="Sentence describing the speaking style."),
@@ -512,7 +552,7 @@ def generate_cmd(
     smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma, frames; 0 = off)."),
     basis: Optional[Path] = typer.Option(None, "--basis", help="Fitted renderer basis (fit-basis) instead of the hand-built rig."),
     renderer: Optional[Path] = typer.Option(None, "--renderer", help="Trained neural renderer checkpoint "
-                                            "(`talkclip train-renderer`) instead of the hand-built rig."),
+                                            "(`talkclip train-renderer`; folder or Hub id ORG/NAME) instead of the hand-built rig."),
     threads: int = typer.Option(0, "--threads", help="Torch CPU threads while generating (0 = torch's default, "
                                 "all cores). On a machine busy with other work, 1 can be faster (bench/generate_speed.py)."),
 ) -> None:
@@ -645,3 +685,45 @@ def train_renderer_cmd(
         console.print(f"  {k:7s} first {summary.first.get(k, float('nan')):.4f}  last {summary.last[k]:.4f}",
                       markup=False, highlight=False)
     console.print(f"checkpoint: {summary.out_dir}   log: {summary.log_path}", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- push a checkpoint (issue 12)
+
+@main.command("push")
+def push_checkpoint_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder (talkclip train / train-sync / train-renderer)."),
+    repo: str = typer.Option(..., "--repo", help="Hub model repo id, OWNER/NAME (created if missing)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only check the checkpoint and list the commit's files; no network."),
+    with_state: bool = typer.Option(False, "--with-state", help="Also upload the optimizer/resume state and training log."),
+    eval_report: Optional[Path] = typer.Option(None, "--eval", help="JSON of `talkclip eval --json`: its mean figures go into the model card."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Hub dataset repo of the TA-MEAD build it was trained on (named in the card)."),
+    license: str = typer.Option("other", "--license", help="License id for the card (default: other, MEAD-derived weights)."),
+) -> None:
+    """Publish a checkpoint to the Hugging Face Hub as one commit: model.safetensors, config.json and a model card."""
+    from talkclip.pipelines.push import CheckpointPushOptions, plan_checkpoint_push, push_checkpoint
+
+    opts = CheckpointPushOptions(checkpoint, repo, private=private, with_state=with_state, eval_report=eval_report,
+                                 dataset_repo=dataset, license=license)
+    if dry_run:
+        _print_plan(plan_checkpoint_push(opts))
+        return
+    console.print(f"pushed: {push_checkpoint(opts)}", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- app (issue 14)
+
+@main.command("app")
+def app_cmd(
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="TalkCLIP checkpoint for the Generate tab "
+                                             "(a directory from `talkclip train`); without it the tab says how to get one."),
+    data_dir: Optional[Path] = typer.Option(None, "--data", help="TA-MEAD build for the Dataset tab (from `talkclip-data build-ta-mead`)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default loopback only; 0.0.0.0 exposes it on the network)."),
+    port: int = typer.Option(7860, "--port", help="TCP port."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda, for generation."),
+) -> None:
+    """Browser app (Gradio): caption a video or photo, generate a talking head, browse a build.
+    Needs the optional extra: pip install -e '.[app]'. Never opens a public share link."""
+    from talkclip.pipelines.app import AppOptions, serve
+
+    serve(AppOptions(checkpoint=checkpoint, data=data_dir, host=host, port=port, device=device))

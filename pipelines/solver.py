@@ -61,7 +61,7 @@ class TrainOptions:
     cache_dir: Path | None = None    # audio feature cache (train, train-sync)
     progress: bool = False
     stage: str = "both"              # train: "1", "2" or "both"
-    sync_checkpoint: Path | None = None   # train: frozen lip-sync discriminator
+    sync_checkpoint: str | Path | None = None   # train: frozen lip-sync discriminator (folder or Hub id)
     split: str = "train"             # train-renderer: train, test or all
     mead: Path | None = None         # train-renderer: the MEAD root the build read
     max_clips: int | None = None     # train-renderer: 0 = all
@@ -69,7 +69,7 @@ class TrainOptions:
     landmarker: Path | None = None   # train-renderer: re-tracking model
 
     def __post_init__(self) -> None:
-        for name in ("data_dir", "out", "cache_dir", "sync_checkpoint", "mead", "landmarker"):
+        for name in ("data_dir", "out", "cache_dir", "mead", "landmarker"):   # sync_checkpoint may be a Hub id
             v = getattr(self, name)
             if v is not None and not isinstance(v, Path):
                 object.__setattr__(self, name, Path(v))
@@ -461,8 +461,12 @@ class Solver:
         if self.rank != 0:
             return
         st = rng_state()
+        if not hasattr(self, "fingerprint"):
+            from .push import build_fingerprint
+
+            self.fingerprint = build_fingerprint(self.o.data_dir)   # the build trained on (manifest hash)
         st.update({"kind": self.kind, "step": step, "seed": self.seed, "total_steps": self.total,
-                   "data_dir": str(self.o.data_dir), **self.state()})
+                   "data_dir": str(self.o.data_dir), "data": self.fingerprint, **self.state()})
         save_checkpoint(self.model, self.o.out, optimizers=self.optimizers, state=st, kind=self.kind)
 
     def _setup(self, state: dict, tensors: dict) -> None:
