@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from talkclip import TalkclipError, __version__
+from talkclip import TalkclipError, __version__, one_line
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -32,9 +32,8 @@ def _run(typer_app: typer.Typer) -> None:
         rc = typer_app(standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
-    except TalkclipError as e:
-        msg = str(e).strip().splitlines()
-        sys.stderr.write(f"error: {msg[0] if msg else type(e).__name__}\n")
+    except TalkclipError as e:   # exit 130: stopped by Ctrl-C (the message says how to resume)
+        sys.stderr.write(f"{'' if e.exit_code == 130 else 'error: '}{one_line(e)}\n")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
@@ -50,13 +49,8 @@ def _run(typer_app: typer.Typer) -> None:
         else:
             path = getattr(getattr(e, "ctx", None), "command_path", None)
             hint = f" (see `{path} --help`)" if path else ""
-            sys.stderr.write(f"error: {one_line(e.format_message())}{hint}\n")
+            sys.stderr.write(f"error: {one_line(e)}{hint}\n")
         sys.exit(e.exit_code)
-
-
-def one_line(text: str) -> str:
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else "invalid usage"
 
 
 # typer ships its own copy of click; take its ClickException from typer's own error class
@@ -169,12 +163,6 @@ def caption_cmd(
                                   "feat (py-feat: needs the optional extra 'feat' and network)."),
 ) -> None:
     """Estimate the 12 DISFA AUs of a face video or photo and print AU-based captions."""
-    from talkclip import InputError
-
-    from talkclip.pipelines.caption import SUBJECTS
-
-    if subject.strip().lower() not in SUBJECTS:
-        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
     _caption_and_print(video, subject=subject, emotion=emotion, level=level, n=n, seed=seed, as_json=as_json,
                        landmarker=landmarker, au_table=au_table, groups=groups, estimator=estimator)
 
@@ -192,25 +180,16 @@ def demo_cmd(
 ) -> None:
     """Demo on the samples `talkclip-data setup` placed: caption a talking-head video, then build a
     tiny TA-MEAD from a MEAD-shaped sample cut from it (resumable: a rerun reuses OUT)."""
-    from talkclip import InputError
-    from talkclip.pipelines.caption import SUBJECTS
-    from talkclip.pipelines.setup import sample_path
+    from talkclip.pipelines.demo import demo_corpus, demo_video
 
-    if subject.strip().lower() not in SUBJECTS:
-        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
-
-    _caption_and_print(sample_path("talking.mp4"), subject=subject, emotion=None, level=None, n=n, seed=seed,
+    _caption_and_print(demo_video(), subject=subject, emotion=None, level=None, n=n, seed=seed,
                        as_json=as_json, landmarker=landmarker, au_table=None, groups=None, estimator="mediapipe")
     if caption_only or as_json:
         return
-    from talkclip.pipelines.sample import make_sample
-
-    mead = out / "mead"
-    if not mead.is_dir():
-        make_sample(mead)
-    summary = _build_and_report(mead, out / "ta-mead", jobs=jobs, landmarker=landmarker, test_speakers=1)
-    stats_cmd(out / "ta-mead", samples=4)
-    console.print(f"demo TA-MEAD in {out / 'ta-mead'} (load it with datasets.load_dataset)", markup=False)
+    mead, build_dir = demo_corpus(out)
+    summary = _build_and_report(mead, build_dir, jobs=jobs, landmarker=landmarker, test_speakers=1)
+    stats_cmd(build_dir, samples=4)
+    console.print(f"demo TA-MEAD in {build_dir} (load it with datasets.load_dataset)", markup=False)
     raise typer.Exit(summary.exit_code)
 
 
@@ -309,7 +288,7 @@ def build_ta_mead_cmd(
                               "(+ <SPK>/audio/... .m4a), or <SPK>/video.tar + audio.tar as downloaded."),
     out: Path = typer.Option(..., "--out", help="Output folder (TA-MEAD tables, manifest, dataset card). "
                              "Rerunning into the same folder resumes and skips finished clips."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count)."),
     speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate), e.g. M003,W009."),
     views: Optional[list[str]] = typer.Option(None, "--views", help="Camera views to use (repeat or comma-separate; default front; 'all' for every view)."),
     emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, e.g. neutral,happy (default all 8)."),
@@ -323,17 +302,14 @@ def build_ta_mead_cmd(
     test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
-    view_list = _split_list(views)
-    if view_list and "all" in view_list:
-        view_list = None
-    elif not view_list:
-        view_list = ["front"]
-    summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=view_list,
+    summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
                                 emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
-                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker)
+                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
+                                retry_failed=not keep_failed)
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 
@@ -356,7 +332,8 @@ def _build_and_report(mead: Path, out: Path, **options):
     def on_progress(ev) -> None:  # the bar appears once the input has been checked
         if ev.stage == "start":
             started[0] = _time.perf_counter()
-            bar.start()
+            if err_console.is_terminal:   # a bar in a log file is noise; the table below has the figures
+                bar.start()
             bar.start_task(task)
             bar.update(task, total=ev.total, completed=0,
                        description=f"tracking ({ev.skipped} built before)" if ev.skipped else "tracking")
@@ -368,6 +345,9 @@ def _build_and_report(mead: Path, out: Path, **options):
 
     try:
         summary = build_ta_mead(mead, out, progress=on_progress, **options)
+    except TalkclipError:
+        bar.live.transient = True   # the error's one line says it all
+        raise
     finally:
         if bar.live.is_started:   # a bar never started would still print an empty line
             bar.stop()
@@ -379,11 +359,13 @@ def _build_and_report(mead: Path, out: Path, **options):
     fps = summary.frames_now / summary.track_seconds if summary.track_seconds > 0 and summary.frames_now else 0.0
     for k, v in (("clips selected", summary.selected), ("already built (skipped)", summary.skipped),
                  ("processed now", summary.processed), ("failed now", summary.failed_now),
+                 ("retried / recovered / still failing",
+                  f"{summary.retried} / {summary.recovered} / {summary.still_failing}"),
                  ("clips in table", summary.clips), ("failed (total)", summary.failed),
                  ("failures by stage", ", ".join(f"{s} {n}" for s, n in summary.failures_by_stage.items()) or "-"),
                  ("audio/video mismatch (flagged)", summary.av_mismatch), ("frames", summary.frames),
-                 ("train speakers", len(summary.train_speakers)),
-                 ("test speakers", ", ".join(summary.test_speakers) or "-"),
+                 ("train speakers / clips", f"{len(summary.train_speakers)} / {summary.train_clips}"),
+                 ("test speakers / clips", f"{', '.join(summary.test_speakers) or '-'} / {summary.test_clips}"),
                  ("not processed (rerun)", summary.missing),
                  ("time", f"{summary.seconds:.1f} s"), ("tracking rate", f"{fps:.1f} frames/s")):
         table.add_row(k, str(v))
@@ -540,7 +522,7 @@ def generate_cmd(
     out: Path = typer.Option(..., "--out", help="Output .mp4 (H.264 video + the input audio as AAC)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     size: int = typer.Option(256, "--size", help="Output frame size in pixels: 256 or 512 (square face crop)."),
-    fps: int = typer.Option(25, "--fps", help="Output frame rate: 25 or 30."),
+    fps: int = typer.Option(25, "--fps", help="Output frame rate in frames/s (1-60)."),
     export_blendshapes: Optional[Path] = typer.Option(None, "--export-blendshapes",
                                                       help="Also write the 52 blendshape curves as CSV (Timecode, BlendShapeCount, channels)."),
     style_video: Optional[Path] = typer.Option(None, "--style-video", help="Take the style from this reference clip instead of --text."),
@@ -561,10 +543,6 @@ def generate_cmd(
 
     from talkclip.pipelines.generate import generate
 
-    if size not in (256, 512):
-        raise typer.BadParameter("--size must be 256 or 512")
-    if fps not in (25, 30):
-        raise typer.BadParameter("--fps must be 25 or 30")
     mix = [(mix_text, mix_weight)] if mix_text else None
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
                    TimeRemainingColumn(), console=err_console, transient=True)
@@ -716,7 +694,7 @@ def push_checkpoint_cmd(
 @main.command("app")
 def app_cmd(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="TalkCLIP checkpoint for the Generate tab "
-                                             "(a directory from `talkclip train`); without it the tab says how to get one."),
+                                             "(a directory from `talkclip train`, or a Hub id org/name[@rev]); without it the tab says how to get one."),
     data_dir: Optional[Path] = typer.Option(None, "--data", help="TA-MEAD build for the Dataset tab (from `talkclip-data build-ta-mead`)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default loopback only; 0.0.0.0 exposes it on the network)."),
     port: int = typer.Option(7860, "--port", help="TCP port."),

@@ -16,7 +16,9 @@ checkpoint (no ``config.json``) or holds pickled weights only, offline and not c
 
 from __future__ import annotations
 
+import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from talkclip import CheckpointError, MissingAssetError, OfflineError, one_line
@@ -39,6 +41,19 @@ def _offline_why() -> str:
     return "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
 
 
+@contextmanager
+def _quiet_retries():
+    """Silence huggingface_hub's "Retrying in Ns" warnings for one call: without a network the
+    user gets one line at the end (the download's own progress bar is not a log record)."""
+    log = logging.getLogger("huggingface_hub")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def hub_file(repo_id: str, filename: str, *, what: str, hint: str = "") -> Path:
     """Local path of ``repo_id``/``filename`` (model repo): cache, else download; one-line errors."""
     from httpx2 import HTTPError
@@ -47,7 +62,8 @@ def hub_file(repo_id: str, filename: str, *, what: str, hint: str = "") -> Path:
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
     try:
-        return Path(hf_hub_download(repo_id, filename))
+        with _quiet_retries():
+            return Path(hf_hub_download(repo_id, filename))
     except GatedRepoError:
         raise MissingAssetError(f"{what} {repo_id}/{filename} need a Hugging Face token with access "
                                 "(`hf auth login`)") from None

@@ -17,16 +17,21 @@ def _yaml_configs(has_test: bool, has_failures: bool) -> list[str]:
     return lines
 
 
-def dataset_card(manifest: dict, *, has_test: bool, has_failures: bool) -> str:
-    """Markdown card with YAML front matter; ``datasets.load_dataset(out_dir)`` reads the clips config."""
-    c = manifest["counts"]
-    o = manifest["options"]
-    head = ["---", "pretty_name: TA-MEAD (talkclip build)", "license: other",
+def _front_matter(has_test: bool, has_failures: bool) -> list[str]:
+    """The card's YAML front matter lines (licence, tags, ``configs:``)."""
+    return ["---", "pretty_name: TA-MEAD (talkclip build)", "license: other",
             "license_name: mead-research-terms",
             "license_link: https://wywu.github.io/projects/MEAD/MEAD.html",
             "language:", "- en",
             "tags:", "- talking-head", "- facial-action-units", "- text-to-speaking-style",
             *_yaml_configs(has_test, has_failures), "---", ""]
+
+
+def dataset_card(manifest: dict, *, has_test: bool, has_failures: bool) -> str:
+    """Markdown card with YAML front matter; ``datasets.load_dataset(out_dir)`` reads the clips config."""
+    c = manifest["counts"]
+    o = manifest["options"]
+    head = _front_matter(has_test, has_failures)
     stages = ", ".join(f"{k}: {v}" for k, v in c["failures_by_stage"].items()) or "none"
     body = f"""# TA-MEAD (talkclip build)
 
@@ -92,7 +97,22 @@ or with pyarrow: `pyarrow.dataset.dataset("OUT/clips", format="parquet")`.
 - Audio: clips with no audio at all are failures; clips whose audio and video lengths differ by
   more than {manifest['av_tolerance_s']} s are kept and flagged (`av_mismatch`).
 
-## Provenance and terms
+{_mead_provenance()}## Build facts
+
+```json
+{json.dumps(dict(version=manifest['version'], options=o, counts=c, splits=manifest['splits'],
+                 warnings=manifest['warnings']), indent=1)}
+```
+"""
+    return "\n".join(head) + body
+
+
+def _mead_provenance() -> str:
+    """The card's provenance section for MEAD: source, terms, citation."""
+    return MEAD_PROVENANCE
+
+
+MEAD_PROVENANCE = """## Provenance and terms
 
 The videos and audio come from **MEAD** (Wang et al., "MEAD: A Large-scale Audio-visual Dataset
 for Emotional Talking-face Generation", ECCV 2020), which its authors distribute for research
@@ -102,23 +122,16 @@ research use under those same terms; do not publish it publicly unless MEAD's te
 Cite MEAD when you use it:
 
 ```bibtex
-@inproceedings{{wang2020mead,
-  title     = {{MEAD: A Large-scale Audio-visual Dataset for Emotional Talking-face Generation}},
-  author    = {{Wang, Kaisiyuan and Wu, Qianyi and Song, Linsen and Yang, Zhuoqian and Wu, Wayne and
-               Qian, Chen and He, Ran and Qiao, Yu and Loy, Chen Change}},
-  booktitle = {{European Conference on Computer Vision (ECCV)}},
-  year      = {{2020}}
-}}
+@inproceedings{wang2020mead,
+  title     = {MEAD: A Large-scale Audio-visual Dataset for Emotional Talking-face Generation},
+  author    = {Wang, Kaisiyuan and Wu, Qianyi and Song, Linsen and Yang, Zhuoqian and Wu, Wayne and
+               Qian, Chen and He, Ran and Qiao, Yu and Loy, Chen Change},
+  booktitle = {European Conference on Computer Vision (ECCV)},
+  year      = {2020}
+}
 ```
 
-## Build facts
-
-```json
-{json.dumps(dict(version=manifest['version'], options=o, counts=c, splits=manifest['splits'],
-                 warnings=manifest['warnings']), indent=1)}
-```
 """
-    return "\n".join(head) + body
 
 
 def card_configs(text: str) -> list[str]:

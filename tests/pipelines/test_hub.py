@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -226,13 +227,59 @@ def test_offline_and_not_cached_is_one_line_exit_2(tmp_path, monkeypatch):
     line = _one_line(r)
     assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K/open_clip_model.safetensors" in line
     assert "HF_HUB_OFFLINE" in line and "hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K open_clip_model.safetensors" in line
+    # no network (offline mode not set; nothing listens at the endpoint): the same kind of line
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    no_net = dict(env, HF_HUB_OFFLINE="0", HF_ENDPOINT=closed)
     r = _run([*TALKCLIP, "generate", "--checkpoint", "tester/never-cached", "--image", FACES / "smile.jpg",
-              "--audio", SPEECH / "dogs_door_en.wav", "--text", "x", "--out", tmp_path / "o.mp4"], env)
+              "--audio", SPEECH / "dogs_door_en.wav", "--text", "x", "--out", tmp_path / "o.mp4"], no_net)
     line = _one_line(r)
     assert "tester/never-cached" in line and "not in the Hugging Face cache" in line and "hf download" in line
+    assert "the Hub cannot be reached" in line and not (tmp_path / "o.mp4").exists()
     # in this (offline) process: a local folder wins over a Hub id of the same shape, else one line
     monkeypatch.chdir(tmp_path)
     (tmp_path / "org" / "name").mkdir(parents=True)
     assert resolve_checkpoint("org/name") == Path("org/name")
     with pytest.raises(OfflineError, match="org/other is not a local folder and not in the Hugging Face cache"):
         resolve_checkpoint("org/other")
+
+
+def test_checkpoint_push_plan_is_checked_locally(trained, tmp_path):
+    """`talkclip push --dry-run` and every push: what goes into the commit, and local refusals."""
+    import shutil
+
+    from talkclip import CheckpointError, InputError
+    from talkclip.pipelines.push import CheckpointPushOptions, plan_checkpoint_push
+
+    _, ck = trained
+    plan = plan_checkpoint_push(CheckpointPushOptions(ck, "tester/x"))
+    assert [p for p, _ in plan.files] == ["README.md", "model.safetensors", "config.json"] and plan.repo_type == "model"
+    assert plan.total_bytes == sum(n for _, n in plan.sizes()) and "2 steps" in plan.commit_message
+    full = plan_checkpoint_push(CheckpointPushOptions(ck, "tester/x", with_state=True))
+    assert {"optimizer.safetensors", "trainer_state.json"} <= {p for p, _ in full.files}
+    with pytest.raises(InputError, match="OWNER/NAME"):
+        plan_checkpoint_push(CheckpointPushOptions(ck, "no-slash"))
+    bad_eval = tmp_path / "eval.json"
+    bad_eval.write_text('{"pairs": []}')
+    with pytest.raises(InputError, match="no 'mean' figures"):
+        plan_checkpoint_push(CheckpointPushOptions(ck, "tester/x", eval_report=bad_eval))
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(ck / "config.json", pickled / "config.json")
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(CheckpointError, match="pickled weights"):
+        plan_checkpoint_push(CheckpointPushOptions(pickled, "tester/x"))
+    no_config = tmp_path / "no-config"
+    no_config.mkdir()
+    shutil.copy(ck / "model.safetensors", no_config / "model.safetensors")
+    with pytest.raises(CheckpointError, match="no config.json"):
+        plan_checkpoint_push(CheckpointPushOptions(no_config, "tester/x"))
+    weights_only = tmp_path / "weights-only"
+    weights_only.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(ck / name, weights_only / name)
+    assert [p for p, _ in plan_checkpoint_push(CheckpointPushOptions(weights_only, "tester/x")).files] == \
+        ["README.md", "model.safetensors", "config.json"]
+    with pytest.raises(InputError, match="holds no resume state"):
+        plan_checkpoint_push(CheckpointPushOptions(weights_only, "tester/x", with_state=True))
