@@ -322,7 +322,7 @@ def test_cli_prints_every_skip_reason_with_its_count(tmp_path):
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if x.startswith("skipped "))
     assert line == ("skipped 3 clips: split 1, too_short 0, no_captions 0, no_face 0, av_mismatch 0, "
-                    "no_frames 1, no_audio 1"), line
+                    "no_frames 1, no_audio 1, no_phonemes 0"), line
     assert "on 3 clips" in r.stdout
 
 
