@@ -1,0 +1,164 @@
+"""Corpus recipes: one small file per corpus, all feeding the same build (``talkclip-data build``).
+
+A recipe knows one thing: how a corpus names its files. It lists the clips of a corpus root as
+:class:`ClipSpec` rows (speaker, the corpus's own emotion and intensity words, the spoken
+sentence, the video and an optional separate audio file, the caption subject) plus one warning
+per file whose name does not follow the corpus's scheme. Everything after that (tracking, AUs,
+levels and labels from the recipe's label table, captions, split, card) is the generic build in
+:mod:`talkclip.pipelines.build_ta_mead`, so every corpus ends in the same tables.
+
+Adding a corpus = one file in this folder defining ``RECIPE = Recipe(...)`` plus one label CSV
+in ``annotate/data/`` (columns ``emotion, intensity, level, labels``: the corpus's emotion and
+intensity words -> TA-MEAD level 1-3 (0 = unspecified) and labels from the 135 categories).
+The registry below finds the file by itself; see the README ("Corpora").
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Sequence
+
+from talkclip import InputError, LayoutError
+from talkclip.annotate.au import DATA_DIR
+
+from ..mead import MediaRef
+
+__all__ = ["ClipSpec", "Corpus", "Listing", "MediaRef", "Recipe", "Selection", "get_recipe", "recipes",
+           "select_clips"]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """What the dataset card says about the source corpus."""
+
+    title: str                  # "RAVDESS (Ryerson Audio-Visual Database of Emotional Speech and Song)"
+    homepage: str
+    licence: str                # the card's ``license:`` value (an HF licence id, or "other")
+    licence_name: str           # human-readable licence / terms
+    licence_link: str
+    terms: str                  # one paragraph: what the corpus's terms mean for derived data
+    citation: str               # BibTeX of the corpus paper ("" when there is none)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """One clip of a corpus, as a recipe lists it."""
+
+    clip_id: str                # unique within the corpus, stable across runs
+    speaker: str
+    subject: str                # caption subject word: "man", "woman", "person"
+    emotion: str                # the corpus's emotion word ("" = unlabelled)
+    intensity: str              # the corpus's intensity word ("" = none given)
+    video: MediaRef
+    audio: MediaRef | None = None   # a separate audio file (else the video's own track)
+    audio_kind: str = "m4a"     # ``audio_source`` recorded when ``audio`` is used ("m4a", "wav")
+    sentence: str | None = None     # the spoken text, where the corpus defines it
+    view: str = "front"
+    take: str | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which clips of a corpus to build. Options a recipe does not support must stay at their defaults."""
+
+    speakers: tuple[str, ...] | None = None
+    emotions: tuple[str, ...] | None = None
+    views: tuple[str, ...] | None = ("front",)   # MEAD only (None = all views)
+    limit: int | None = None
+    include_song: bool = False                   # RAVDESS only
+
+
+@dataclass
+class Listing:
+    clips: list[ClipSpec]
+    skipped: list[str] = field(default_factory=list)   # one warning per file not following the scheme
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str                   # the --corpus value
+    version: str                # bumped when what the recipe lists or how it names things changes
+    summary: str                # one line for `build --list`
+    layout: str                 # the expected folder layout (errors, --list, README)
+    labels: Path                # packaged label table (annotate/data/<name>_groups.csv)
+    corpus: Corpus
+    list_clips: Callable[[Path, Selection], Listing]
+    groups: tuple[tuple[str, str], ...] | None = None   # (emotion, intensity) keys a label table must cover
+    options: frozenset[str] = frozenset()               # Selection fields beyond speakers/emotions/limit
+
+    def label_table(self, path: str | Path | None = None):
+        """(emotion, intensity) -> LabelRow from ``path`` (``--groups``) or the packaged table."""
+        from talkclip.annotate.emotions import load_label_table
+
+        return load_label_table(Path(path) if path else self.labels, self.groups, corpus=self.name)
+
+    def list(self, root: str | Path, selection: Selection = Selection()) -> Listing:
+        """The selected clips of ``root`` (sorted by clip id) and the skipped-name warnings."""
+        root = Path(root)
+        if not root.exists():
+            raise InputError(f"no such folder: {root}")
+        if not root.is_dir():
+            raise LayoutError(f"{root} is not a folder; expected a {self.name} root: {self.layout}")
+        self._check_options(selection)
+        listing = self.list_clips(root, selection)
+        return Listing(select_clips(listing.clips, selection, self), listing.skipped)
+
+    def _check_options(self, selection: Selection) -> None:
+        default = Selection()
+        for name in ("views", "include_song"):
+            if name not in self.options and getattr(selection, name) != getattr(default, name):
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} does not apply to the {self.name} recipe")
+
+
+def data_file(name: str) -> Path:
+    """A packaged label table next to MEAD's (``annotate/data/<name>``)."""
+    return DATA_DIR / name
+
+
+def select_clips(clips: Sequence[ClipSpec], selection: Selection, recipe: Recipe) -> list[ClipSpec]:
+    """Apply --speakers / --emotions / --limit to a corpus's clips; InputError for unknown values."""
+    if selection.limit is not None and selection.limit < 1:
+        raise InputError(f"--limit must be >= 1, got {selection.limit}")
+    clips = sorted(clips, key=lambda c: c.clip_id)
+    if not clips:
+        raise LayoutError(f"no clip found; expected a {recipe.name} root: {recipe.layout}")
+    for kind, wanted, have in (("speaker", selection.speakers, sorted({c.speaker for c in clips})),
+                               ("emotion", selection.emotions, sorted({c.emotion for c in clips}))):
+        if wanted is None:
+            continue
+        unknown = [w for w in wanted if w not in have]
+        if unknown:
+            shown = ", ".join(have[:8]) + (" ..." if len(have) > 8 else "")
+            raise InputError(f"unknown {kind}(s) {', '.join(unknown)}: this {recipe.name} corpus has {shown}")
+        clips = [c for c in clips if getattr(c, kind) in wanted]
+    return clips[:selection.limit] if selection.limit else clips
+
+
+@lru_cache(maxsize=1)
+def recipes() -> dict[str, Recipe]:
+    """Every recipe in this folder, by name (each module's ``RECIPE``)."""
+    found: dict[str, Recipe] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        recipe = getattr(module, "RECIPE", None)
+        if isinstance(recipe, Recipe):
+            assert recipe.name not in found, f"two recipes named {recipe.name}"
+            found[recipe.name] = recipe
+    return dict(sorted(found.items()))
+
+
+def get_recipe(name: str) -> Recipe:
+    table = recipes()
+    key = (name or "").strip().lower()
+    if key not in table:
+        raise InputError(f"unknown corpus {name!r}; recipes: {', '.join(table)} (see `talkclip-data build --list`)")
+    return table[key]
+
+
+def with_subject(clip: ClipSpec, subject: str) -> ClipSpec:
+    return replace(clip, subject=subject)
