@@ -27,8 +27,8 @@ from talkclip.annotate.au import DATA_DIR
 
 from ..mead import MediaRef
 
-__all__ = ["ClipSpec", "Corpus", "Listing", "MediaRef", "Recipe", "Selection", "get_recipe", "recipes",
-           "select_clips"]
+__all__ = ["ClipSpec", "Corpus", "Listing", "MediaRef", "Recipe", "RecipeSource", "Selection", "get_recipe",
+           "recipes", "select_clips"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ClipSpec:
 
     clip_id: str                # unique within the corpus, stable across runs
     speaker: str
-    subject: str                # caption subject word: "man", "woman", "person"
+    gender: str                 # caption subject word: "man", "woman", "person"
     emotion: str                # the corpus's emotion word ("" = unlabelled)
     intensity: str              # the corpus's intensity word ("" = none given)
     video: MediaRef
@@ -59,6 +59,7 @@ class ClipSpec:
     sentence: str | None = None     # the spoken text, where the corpus defines it
     view: str = "front"
     take: str | None = None
+    level: int = 0              # TA-MEAD level from the label table (set by RecipeSource)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,49 @@ class Recipe:
                 raise InputError(f"{flag} does not apply to the {self.name} recipe")
 
 
+class RecipeSource:
+    """A recipe applied to one corpus root and selection: what the generic build reads.
+
+    ``list_clips`` returns the selected clips with their level from the label table (``groups``
+    = ``--groups`` or the recipe's packaged table) and collects the skipped-name warnings in
+    ``warnings``; a clip whose emotion/intensity has no row in the table is an InputError naming
+    the missing rows, before anything is tracked.
+    """
+
+    def __init__(self, recipe: Recipe, root: str | Path, selection: Selection = Selection(),
+                 groups: str | Path | None = None):
+        self.recipe = recipe
+        self.name = recipe.name
+        self.root = Path(root).resolve()
+        self.selection_ = selection
+        self.groups = groups
+        self.warnings: list[str] = []
+        self.skipped_names = 0
+
+    def list_clips(self) -> list[ClipSpec]:
+        table = self.recipe.label_table(self.groups)
+        listing = self.recipe.list(self.root, self.selection_)
+        missing = sorted({(c.emotion, c.intensity) for c in listing.clips
+                          if c.emotion and (c.emotion, c.intensity) not in table})
+        if missing:
+            where = Path(self.groups).name if self.groups else self.recipe.labels.name
+            shown = ", ".join(f"{e}/{i or '(no intensity)'}" for e, i in missing[:6])
+            raise InputError(f"the label table {where} has no row for {shown}"
+                             f"{' ...' if len(missing) > 6 else ''}; add rows or pass --groups")
+        self.warnings = list(listing.skipped)
+        self.skipped_names = len(listing.skipped)
+        return [replace(c, level=table[(c.emotion, c.intensity)].level if c.emotion else 0) for c in listing.clips]
+
+    def selection(self) -> dict:
+        s = self.selection_
+        return dict(corpus=self.name, recipe_version=self.recipe.version,
+                    speakers=sorted(s.speakers) if s.speakers else None,
+                    emotions=sorted(s.emotions) if s.emotions else None,
+                    views=sorted(s.views) if s.views and "views" in self.recipe.options else None,
+                    include_song=s.include_song if "include_song" in self.recipe.options else None,
+                    limit=s.limit)
+
+
 def data_file(name: str) -> Path:
     """A packaged label table next to MEAD's (``annotate/data/<name>``)."""
     return DATA_DIR / name
@@ -158,7 +202,3 @@ def get_recipe(name: str) -> Recipe:
     if key not in table:
         raise InputError(f"unknown corpus {name!r}; recipes: {', '.join(table)} (see `talkclip-data build --list`)")
     return table[key]
-
-
-def with_subject(clip: ClipSpec, subject: str) -> ClipSpec:
-    return replace(clip, subject=subject)

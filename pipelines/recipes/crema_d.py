@@ -81,7 +81,7 @@ def list_clips(root: Path, selection: Selection) -> Listing:
         actor, sentence, emotion, level = m.groups()
         wav = root / "AudioWAV" / f"{p.stem}.wav"
         clips.append(ClipSpec(
-            clip_id=p.stem, speaker=actor, subject=subjects.get(actor, "person"), emotion=EMOTIONS[emotion],
+            clip_id=p.stem, speaker=actor, gender=subjects.get(actor, "person"), emotion=EMOTIONS[emotion],
             intensity=LEVELS[level], video=MediaRef(str(p)), audio=MediaRef(str(wav)) if wav.is_file() else None,
             audio_kind="wav", sentence=SENTENCES[sentence]))
     return Listing(clips, skipped)

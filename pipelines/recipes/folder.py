@@ -45,7 +45,7 @@ def _clip(root: Path, rel: str, speaker: str, emotion: str = "", intensity: str 
     audio = next((a for a in (path.with_suffix(s) for s in AUDIO_SUFFIXES) if a.is_file()), None)
     return ClipSpec(
         clip_id=str(PurePosixPath(rel).with_suffix("")).replace("/", "__"), speaker=speaker,
-        subject=subject or "person", emotion=emotion.strip().lower(), intensity=intensity.strip().lower(),
+        gender=subject or "person", emotion=emotion.strip().lower(), intensity=intensity.strip().lower(),
         video=MediaRef(str(path)), audio=MediaRef(str(audio)) if audio else None,
         audio_kind=audio.suffix[1:].lower() if audio else "m4a")
 

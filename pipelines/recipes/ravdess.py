@@ -79,7 +79,7 @@ def list_clips(root: Path, selection: Selection) -> Listing:
         if modality == "02" and ("01",) + fields[1:] in parsed:
             continue              # the full audio-video twin is listed instead
         clips.append(ClipSpec(
-            clip_id=path.stem, speaker=f"Actor_{actor}", subject="man" if int(actor) % 2 else "woman",
+            clip_id=path.stem, speaker=f"Actor_{actor}", gender="man" if int(actor) % 2 else "woman",
             emotion=EMOTIONS[emotion], intensity=INTENSITIES[intensity], video=MediaRef(str(path)),
             sentence=STATEMENTS[statement], take=repetition))
     return Listing(clips, skipped)

@@ -38,11 +38,11 @@ def test_ravdess_names_twins_song_and_bad_names(fixtures):
     assert "neutral has no strong" in listing.skipped[0]
     by_id = {c.clip_id: c for c in listing.clips}
     happy = by_id["01-01-03-02-02-01-01"]
-    assert (happy.speaker, happy.subject, happy.emotion, happy.intensity, happy.take) == \
+    assert (happy.speaker, happy.gender, happy.emotion, happy.intensity, happy.take) == \
         ("Actor_01", "man", "happy", "strong", "01")
     assert happy.sentence == "Dogs are sitting by the door" and happy.audio is None
     sad = by_id["01-01-04-01-01-01-02"]
-    assert (sad.speaker, sad.subject, sad.sentence) == ("Actor_02", "woman", "Kids are talking by the door")
+    assert (sad.speaker, sad.gender, sad.sentence) == ("Actor_02", "woman", "Kids are talking by the door")
     with_song = recipe.list(facts["root"], Selection(include_song=True))
     assert facts["song"] in [c.clip_id for c in with_song.clips]
     table = recipe.label_table()
@@ -58,11 +58,11 @@ def test_crema_d_sentences_levels_and_demographics(fixtures):
     assert sorted(by_id) == sorted(facts["ok"] + list(facts["failures"]))
     assert listing.skipped == ["VideoFlash/1002_ABC_HAP_XX.flv: not a CREMA-D name (sentence ABC); skipped"]
     c = by_id["1001_DFA_ANG_XX"]
-    assert (c.speaker, c.subject, c.emotion, c.intensity, c.sentence) == \
+    assert (c.speaker, c.gender, c.emotion, c.intensity, c.sentence) == \
         ("1001", "man", "anger", "unspecified", "Don't forget a jacket")
     assert c.video.path.endswith(".flv") and c.audio.path.endswith("AudioWAV/1001_DFA_ANG_XX.wav")
     assert c.audio_kind == "wav"
-    assert by_id["1002_TIE_SAD_LO"].subject == "person"         # 1002 is not in VideoDemographics.csv
+    assert by_id["1002_TIE_SAD_LO"].gender == "person"         # 1002 is not in VideoDemographics.csv
     assert by_id["1002_IWW_FEA_MD"].audio is None
     table = recipe.label_table()
     assert table[("anger", "unspecified")].level == 0 and table[("anger", "high")].level == 3
@@ -84,7 +84,7 @@ def test_folder_with_and_without_csv(fixtures):
     assert len(with_csv.skipped) == 2 and "missing.mp4" in with_csv.skipped[0] and "loose.mp4" in with_csv.skipped[1]
     plain = recipe.list(cached_mini_corpus("folder")["root"])
     assert {c.speaker for c in plain.clips} == {"spkA", "spkB"}
-    assert all(c.emotion == "" and c.subject == "person" for c in plain.clips)
+    assert all(c.emotion == "" and c.gender == "person" for c in plain.clips)
     assert plain.skipped == ["loose.mp4: not in a speaker folder (<root>/<speaker>/...); skipped"]
 
 
