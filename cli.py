@@ -129,6 +129,8 @@ def _caption_and_print(video: Path, *, subject: str, emotion: Optional[str], lev
                                    **kwargs)
     else:
         result = caption_media(video, **kwargs)
+    for warning in result.warnings:
+        err_console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return

@@ -61,19 +61,51 @@ def _open_av(src: Source):
 
 
 
+# Photos are reduced to this many pixels on their longer side while decoding: the landmarker
+# works on a 192 px face crop, and a 108 MP phone photo would otherwise cost ~0.3 GB per copy.
+MAX_IMAGE_SIDE = 4096
+
+
+def _to_rgb8(im) -> np.ndarray:
+    """A Pillow image of any mode -> (H, W, 3) uint8 RGB, shown the way an image viewer shows it:
+    alpha composited on white, palettes expanded, 16/32-bit integer and float greys scaled from
+    their full range (a 16-bit PNG is not clipped to white)."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
+            a = a / 257.0                                      # 0..65535 -> 0..255
+        elif im.mode == "F" and a.max(initial=0) <= 1.0:
+            a = a * 255.0                                      # float images in 0..1
+        g = np.clip(np.round(a), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
 def load_image(src: Source) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 RGB; EXIF rotation applied, RGBA/grey/palette converted."""
+    """Read an image as (H, W, 3) uint8 RGB: EXIF rotation applied, every mode Pillow opens
+    converted as a viewer shows it (see :func:`_to_rgb8`), and photos larger than
+    :data:`MAX_IMAGE_SIDE` reduced (quietly: a phone photo is not a decompression bomb)."""
+    import warnings
+
     from PIL import Image, ImageOps
 
     _check_exists(src)
     try:
-        with Image.open(src) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-                im = im.convert("RGBA")
-                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(bg, im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(src) as im:
+                if max(im.size) > MAX_IMAGE_SIDE:
+                    im.draft("RGB", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))  # JPEG: decode at reduced scale
+                im = ImageOps.exif_transpose(im)
+                if max(im.size) > MAX_IMAGE_SIDE:
+                    im.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE), Image.Resampling.LANCZOS)
+                return _to_rgb8(im)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise MediaError(f"cannot read image {_name(src)}: {one_line(e)}") from None
 

@@ -13,12 +13,15 @@ import numpy as np
 
 from talkclip import InputError, NoFaceError
 from talkclip.annotate.au import au_rows, clip_au, get_estimator, load_au_table
-from talkclip.annotate.captions import render_captions
+from talkclip.annotate.captions import count_variants, render_captions
 from talkclip.annotate.emotions import group_labels
 from talkclip.annotate.media import iter_frames, probe
 from talkclip.annotate.tracker import FaceTracker, track_frames
 
 SUBJECTS = ("man", "woman", "person")
+# Below this many pixels (longer side of the landmark box, median over frames with a face) the
+# landmarker still answers, but its blendshapes and so the AUs are guesses: say so.
+MIN_FACE_PX = 48
 T = TypeVar("T")
 
 
@@ -90,6 +93,7 @@ class CaptionResult:
     estimator: str = "mediapipe"
     au_table_sha256: str = ""
     seed: int | str = 0
+    warnings: list[str] = field(default_factory=list)   # one line each; the CLI prints them on stderr
 
     def to_json(self) -> dict:
         """The CLI's JSON object: the issue's keys first, then extra context keys."""
@@ -144,14 +148,37 @@ def caption_media(path: str | Path, *, subject: str = "person", emotion: str | N
 
     intensity = clip_au(est.estimate(track))                                   # (12,)
     levels = table.levels(intensity)
+    warnings = _face_size_warnings(track, info)
+    distinct = count_variants(au_levels=levels, au_table=table, emotion_labels=labels)
+    if n > distinct:
+        warnings.append(f"--n {n} asks for more captions than the {distinct} distinct variant(s) "
+                        f"these AUs and labels allow; giving {distinct}")
+        n = distinct
     captions = render_captions(subject=subject, au_levels=levels, au_table=table,
                                emotion_labels=labels, n=n, seed=seed)
     return CaptionResult(
         video=str(path), frames=track.frames, frames_with_face=track.frames_with_face,
         fps=float(info.fps), aus=au_rows(intensity, table), captions=captions, subject=subject,
         emotion=emotion, level=level if emotion is not None else None, emotion_labels=labels,
-        estimator=est.name, au_table_sha256=table.sha256, seed=seed,
+        estimator=est.name, au_table_sha256=table.sha256, seed=seed, warnings=warnings,
     )
+
+
+def face_size_px(track, width: int, height: int) -> float:
+    """Median over frames with a face of the landmark box's longer side, in pixels."""
+    lms = track.landmarks[track.face]                                        # (F, 478, 3)
+    if not len(lms):
+        return 0.0
+    span = lms[:, :, :2].max(axis=1) - lms[:, :, :2].min(axis=1)             # (F, 2) normalised
+    return float(np.median(np.maximum(span[:, 0] * width, span[:, 1] * height)))
+
+
+def _face_size_warnings(track, info) -> list[str]:
+    size = face_size_px(track, info.width, info.height)
+    if size >= MIN_FACE_PX:
+        return []
+    return [f"the face in {info.path} is only {size:.0f} px across (under {MIN_FACE_PX}); "
+            "its AU estimates and captions are unreliable"]
 
 
 def levels_of(result: CaptionResult) -> np.ndarray:

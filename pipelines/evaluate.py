@@ -78,6 +78,13 @@ class PairResult:
     syncnet_min_dist: float | None = None
 
 
+def _nanmean(values) -> float:
+    """Mean of the finite values; NaN (quietly: no numpy warning) when there are none."""
+    a = np.asarray(values, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    return float(a.mean()) if a.size else float("nan")
+
+
 @dataclass
 class EvalReport:
     pairs: list[PairResult]
@@ -86,7 +93,7 @@ class EvalReport:
     @property
     def mean(self) -> dict[str, float]:
         keys = ("ssim", "cpbd", "cpbd_reference", "f_lmd", "m_lmd")
-        out = {k: float(np.nanmean([getattr(p, k) for p in self.pairs])) for k in keys}
+        out = {k: _nanmean([getattr(p, k) for p in self.pairs]) for k in keys}
         scores = [p.style_score for p in self.pairs if p.style_score is not None]
         if scores:
             out["style_score"] = float(np.mean(scores))
@@ -298,8 +305,7 @@ def evaluate_pair(name: str, gen_path: Path, ref_path: Path, *, text: str | None
     G = normalised_landmarks(np.stack(lm_g)[both], *size_g)
     R = normalised_landmarks(np.stack(lm_r)[both], *size_r)
     res = PairResult(name=name, frames=n, ssim=float(np.mean(ssims)),
-                     cpbd=float(np.nanmean(cp_g)) if np.isfinite(cp_g).any() else float("nan"),
-                     cpbd_reference=float(np.nanmean(cp_r)) if np.isfinite(cp_r).any() else float("nan"),
+                     cpbd=_nanmean(cp_g), cpbd_reference=_nanmean(cp_r),
                      f_lmd=lmd(G, R), m_lmd=lmd(G, R, LIP_POINTS), lmd_frames=int(both.sum()))
     if text:
         from talkclip.annotate.au import clip_au, get_estimator, load_au_table
