@@ -536,3 +536,23 @@ def cached_mini_corpus(name: str) -> dict:
                   "folder": lambda r: make_mini_folder(r, with_csv=False)}
         _MINI_CACHE[key] = makers[name](tmp / "corpus")
     return _MINI_CACHE[key]
+
+
+def cached_corpus_build(name: str):
+    """(facts, build folder, Summary) of one straight in-process build of a mini corpus, once per
+    test process. ``name`` as for :func:`cached_mini_corpus`. Copy the folder before changing it."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from talkclip.pipelines.build_ta_mead import BuildOptions, build
+    from talkclip.pipelines.recipes import RecipeSource, get_recipe
+
+    key = ("corpus-build", name)
+    if key not in _MINI_CACHE:
+        facts = cached_mini_corpus(name)
+        out = Path(tempfile.mkdtemp(prefix=f"talkclip-{name}-build-")) / "out"
+        atexit.register(shutil.rmtree, out.parent, True)
+        source = RecipeSource(get_recipe(name.replace("-csv", "")), facts["root"])
+        _MINI_CACHE[key] = (facts, out, build(source, out, BuildOptions(jobs=1)))
+    return _MINI_CACHE[key]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,6 +35,7 @@ __all__ = ["ClipSpec", "Corpus", "Listing", "MediaRef", "Recipe", "RecipeSource"
 class Corpus:
     """What the dataset card says about the source corpus."""
 
+    dataset: str                # the built dataset's name: "TA-RAVDESS"
     title: str                  # "RAVDESS (Ryerson Audio-Visual Database of Emotional Speech and Song)"
     homepage: str
     licence: str                # the card's ``license:`` value (an HF licence id, or "other")
@@ -151,12 +152,16 @@ class RecipeSource:
 
     def selection(self) -> dict:
         s = self.selection_
-        return dict(corpus=self.name, recipe_version=self.recipe.version,
-                    speakers=sorted(s.speakers) if s.speakers else None,
+        return dict(recipe_version=self.recipe.version, speakers=sorted(s.speakers) if s.speakers else None,
                     emotions=sorted(s.emotions) if s.emotions else None,
                     views=sorted(s.views) if s.views and "views" in self.recipe.options else None,
                     include_song=s.include_song if "include_song" in self.recipe.options else None,
                     limit=s.limit)
+
+    def card_source(self) -> dict:
+        """The source corpus as the manifest and the dataset card name it."""
+        return dict(corpus=self.name, recipe_version=self.recipe.version, labels=self.recipe.labels.name,
+                    **asdict(self.recipe.corpus))
 
 
 def data_file(name: str) -> Path:

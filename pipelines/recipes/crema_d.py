@@ -94,6 +94,7 @@ RECIPE = Recipe(
     layout=LAYOUT,
     labels=data_file("crema_d_groups.csv"),
     corpus=Corpus(
+        dataset="TA-CREMA-D",
         title="CREMA-D (Crowd-sourced Emotional Multimodal Actors Dataset)",
         homepage="https://github.com/CheyneyComputerScience/CREMA-D",
         licence="odbl",

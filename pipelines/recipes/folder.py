@@ -113,6 +113,7 @@ RECIPE = Recipe(
     layout=LAYOUT,
     labels=data_file("folder_groups.csv"),
     corpus=Corpus(
+        dataset="TA-folder",
         title="a folder of videos (talkclip `folder` recipe)",
         homepage="",
         licence="other",

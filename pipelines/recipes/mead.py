@@ -36,6 +36,7 @@ RECIPE = Recipe(
     layout=EXPECTED,
     labels=GROUPS_PATH,
     corpus=Corpus(
+        dataset="TA-MEAD",
         title="MEAD (A Large-scale Audio-visual Dataset for Emotional Talking-face Generation)",
         homepage="https://wywu.github.io/projects/MEAD/MEAD.html",
         licence="other",

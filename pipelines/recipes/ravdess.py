@@ -92,6 +92,7 @@ RECIPE = Recipe(
     layout=LAYOUT,
     labels=data_file("ravdess_groups.csv"),
     corpus=Corpus(
+        dataset="TA-RAVDESS",
         title="RAVDESS (The Ryerson Audio-Visual Database of Emotional Speech and Song)",
         homepage="https://zenodo.org/records/1188976",
         licence="cc-by-nc-sa-4.0",
