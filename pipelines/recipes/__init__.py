@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
@@ -60,7 +60,7 @@ class ClipSpec:
     sentence: str | None = None     # the spoken text, where the corpus defines it
     view: str = "front"
     take: str | None = None
-    level: int = 0              # TA-MEAD level from the label table (set by RecipeSource)
+    level: int = 0              # TA-MEAD level if the naming fixes it (MEAD); else set from the label table
 
 
 @dataclass(frozen=True)
@@ -118,37 +118,42 @@ class Recipe:
 
 
 class RecipeSource:
-    """A recipe applied to one corpus root and selection: what the generic build reads.
+    """A recipe applied to one corpus root and selection: the clip source the generic build reads
+    (:func:`talkclip.pipelines.build_ta_mead.build`).
 
-    ``list_clips`` returns the selected clips with their level from the label table (``groups``
-    = ``--groups`` or the recipe's packaged table) and collects the skipped-name warnings in
-    ``warnings``; a clip whose emotion/intensity has no row in the table is an InputError naming
-    the missing rows, before anything is tracked.
+    ``list_clips`` returns the selected clips and collects the skipped-name warnings in
+    ``warnings`` (their number in ``skipped_names``); :meth:`label_table` loads the label table
+    (``--groups`` or the recipe's packaged one) and refuses, before anything is tracked, a table
+    without a row for an emotion/intensity of the listed clips.
     """
 
-    def __init__(self, recipe: Recipe, root: str | Path, selection: Selection = Selection(),
-                 groups: str | Path | None = None):
+    def __init__(self, recipe: Recipe, root: str | Path, selection: Selection = Selection()):
         self.recipe = recipe
         self.name = recipe.name
         self.root = Path(root).resolve()
         self.selection_ = selection
-        self.groups = groups
         self.warnings: list[str] = []
         self.skipped_names = 0
+        self._listed: list[ClipSpec] = []
 
     def list_clips(self) -> list[ClipSpec]:
-        table = self.recipe.label_table(self.groups)
         listing = self.recipe.list(self.root, self.selection_)
-        missing = sorted({(c.emotion, c.intensity) for c in listing.clips
+        self.warnings = list(listing.skipped)
+        self.skipped_names = len(listing.skipped)
+        self._listed = listing.clips
+        return listing.clips
+
+    def label_table(self, groups: str | Path | None = None) -> dict:
+        """(emotion, intensity) -> LabelRow; InputError when a listed clip's pair has no row."""
+        table = self.recipe.label_table(groups)
+        missing = sorted({(c.emotion, c.intensity) for c in self._listed
                           if c.emotion and (c.emotion, c.intensity) not in table})
         if missing:
-            where = Path(self.groups).name if self.groups else self.recipe.labels.name
+            where = Path(groups).name if groups else self.recipe.labels.name
             shown = ", ".join(f"{e}/{i or '(no intensity)'}" for e, i in missing[:6])
             raise InputError(f"the label table {where} has no row for {shown}"
                              f"{' ...' if len(missing) > 6 else ''}; add rows or pass --groups")
-        self.warnings = list(listing.skipped)
-        self.skipped_names = len(listing.skipped)
-        return [replace(c, level=table[(c.emotion, c.intensity)].level if c.emotion else 0) for c in listing.clips]
+        return table
 
     def selection(self) -> dict:
         s = self.selection_

@@ -109,3 +109,16 @@ def test_layout_errors_and_bad_tables(tmp_path):
     extra.write_text(table + "neutral,strong,1,\n")
     with pytest.raises(LayoutError, match="not one of ravdess's 15 groups"):
         load_label_table(extra, get_recipe("ravdess").groups, corpus="ravdess")
+
+
+def test_mead_recipe_lists_what_walk_mead_lists(fixtures):
+    from talkclip.pipelines.mead import walk_mead
+
+    from support import cached_mini_mead
+
+    root = cached_mini_mead()["root"]
+    clips = get_recipe("mead").list(root, Selection(views=None)).clips
+    assert [c.clip_id for c in clips] == [c.clip_id for c in walk_mead(root, views=None)]
+    spk = {c.clip_id: c for c in clips}["M001_front_happy_level_2_001"]
+    assert (spk.gender, spk.emotion, spk.intensity, spk.level, spk.view, spk.take) == ("man", "happy", "2", 2, "front", "001")
+    assert get_recipe("mead").label_table()[("happy", "2")].level == 2
