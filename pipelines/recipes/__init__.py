@@ -78,6 +78,7 @@ class Selection:
 class Listing:
     clips: list[ClipSpec]
     skipped: list[str] = field(default_factory=list)   # one warning per file not following the scheme
+    notes: list[str] = field(default_factory=list)     # other listing warnings (e.g. a damaged archive)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class Recipe:
             raise LayoutError(f"{root} is not a folder; expected a {self.name} root: {self.layout}")
         self._check_options(selection)
         listing = self.list_clips(root, selection)
-        return Listing(select_clips(listing.clips, selection, self), listing.skipped)
+        return Listing(select_clips(listing.clips, selection, self), listing.skipped, listing.notes)
 
     def _check_options(self, selection: Selection) -> None:
         default = Selection()
@@ -138,7 +139,7 @@ class RecipeSource:
 
     def list_clips(self) -> list[ClipSpec]:
         listing = self.recipe.list(self.root, self.selection_)
-        self.warnings = list(listing.skipped)
+        self.warnings = list(listing.skipped) + list(listing.notes)
         self.skipped_names = len(listing.skipped)
         self._listed = listing.clips
         return listing.clips
@@ -212,3 +213,23 @@ def get_recipe(name: str) -> Recipe:
     if key not in table:
         raise InputError(f"unknown corpus {name!r}; recipes: {', '.join(table)} (see `talkclip-data build --list`)")
     return table[key]
+
+
+def build_corpus(corpus: str, root: str | Path, out_dir: str | Path, *, speakers: Sequence[str] | None = None,
+                 emotions: Sequence[str] | None = None, views: Sequence[str] | None = (), limit: int | None = None,
+                 include_song: bool = False, progress=None, **options):
+    """``talkclip-data build``: list ``root`` with the ``corpus`` recipe and run the generic build.
+
+    ``views`` follows ``build-ta-mead``'s rule (empty = front, "all" = every view; MEAD only);
+    ``options`` are :class:`~talkclip.pipelines.build_ta_mead.BuildOptions` fields. Returns the
+    build's Summary; raises InputError / LayoutError for unusable input (nothing tracked then).
+    """
+    from ..build_ta_mead import BuildOptions, build
+    from ..mead import view_selection
+
+    recipe = get_recipe(corpus)
+    chosen = view_selection(views)
+    selection = Selection(speakers=tuple(speakers) if speakers else None,
+                          emotions=tuple(emotions) if emotions else None,
+                          views=tuple(chosen) if chosen is not None else None, limit=limit, include_song=include_song)
+    return build(RecipeSource(recipe, root, selection), out_dir, BuildOptions(**options), progress=progress)

@@ -23,10 +23,13 @@ MEAD_TERMS = ("MEAD's authors distribute it for research use under their own ter
 
 
 def list_clips(root: Path, selection: Selection) -> Listing:
-    clips = walk_mead(root, speakers=selection.speakers, views=selection.views, emotions=selection.emotions)
-    return Listing([ClipSpec(clip_id=c.clip_id, speaker=c.speaker, gender=subject_for_speaker(c.speaker),
-                             emotion=c.emotion, intensity=str(c.level), video=c.video, audio=c.audio,
-                             audio_kind="m4a", view=c.view, take=c.take, level=c.level) for c in clips])
+    notes: list[str] = []      # a damaged speaker archive is listed as far as it can be read
+    clips = walk_mead(root, speakers=selection.speakers, views=selection.views, emotions=selection.emotions,
+                      warnings=notes)
+    return Listing(notes=notes, clips=[
+        ClipSpec(clip_id=c.clip_id, speaker=c.speaker, gender=subject_for_speaker(c.speaker), emotion=c.emotion,
+                 intensity=str(c.level), video=c.video, audio=c.audio, audio_kind="m4a", view=c.view, take=c.take,
+                 level=c.level) for c in clips])
 
 
 RECIPE = Recipe(
