@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from talkclip import TalkclipError, __version__
+from talkclip import TalkclipError, __version__, one_line
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -32,9 +32,8 @@ def _run(typer_app: typer.Typer) -> None:
         rc = typer_app(standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
-    except TalkclipError as e:
-        msg = str(e).strip().splitlines()
-        sys.stderr.write(f"error: {msg[0] if msg else type(e).__name__}\n")
+    except TalkclipError as e:   # exit 130: stopped by Ctrl-C (the message says how to resume)
+        sys.stderr.write(f"{'' if e.exit_code == 130 else 'error: '}{one_line(e)}\n")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
@@ -50,13 +49,8 @@ def _run(typer_app: typer.Typer) -> None:
         else:
             path = getattr(getattr(e, "ctx", None), "command_path", None)
             hint = f" (see `{path} --help`)" if path else ""
-            sys.stderr.write(f"error: {one_line(e.format_message())}{hint}\n")
+            sys.stderr.write(f"error: {one_line(e)}{hint}\n")
         sys.exit(e.exit_code)
-
-
-def one_line(text: str) -> str:
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else "invalid usage"
 
 
 # typer ships its own copy of click; take its ClickException from typer's own error class
@@ -169,12 +163,6 @@ def caption_cmd(
                                   "feat (py-feat: needs the optional extra 'feat' and network)."),
 ) -> None:
     """Estimate the 12 DISFA AUs of a face video or photo and print AU-based captions."""
-    from talkclip import InputError
-
-    from talkclip.pipelines.caption import SUBJECTS
-
-    if subject.strip().lower() not in SUBJECTS:
-        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
     _caption_and_print(video, subject=subject, emotion=emotion, level=level, n=n, seed=seed, as_json=as_json,
                        landmarker=landmarker, au_table=au_table, groups=groups, estimator=estimator)
 
@@ -192,25 +180,16 @@ def demo_cmd(
 ) -> None:
     """Demo on the samples `talkclip-data setup` placed: caption a talking-head video, then build a
     tiny TA-MEAD from a MEAD-shaped sample cut from it (resumable: a rerun reuses OUT)."""
-    from talkclip import InputError
-    from talkclip.pipelines.caption import SUBJECTS
-    from talkclip.pipelines.setup import sample_path
+    from talkclip.pipelines.demo import demo_corpus, demo_video
 
-    if subject.strip().lower() not in SUBJECTS:
-        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
-
-    _caption_and_print(sample_path("talking.mp4"), subject=subject, emotion=None, level=None, n=n, seed=seed,
+    _caption_and_print(demo_video(), subject=subject, emotion=None, level=None, n=n, seed=seed,
                        as_json=as_json, landmarker=landmarker, au_table=None, groups=None, estimator="mediapipe")
     if caption_only or as_json:
         return
-    from talkclip.pipelines.sample import make_sample
-
-    mead = out / "mead"
-    if not mead.is_dir():
-        make_sample(mead)
-    summary = _build_and_report(mead, out / "ta-mead", jobs=jobs, landmarker=landmarker, test_speakers=1)
-    stats_cmd(out / "ta-mead", samples=4)
-    console.print(f"demo TA-MEAD in {out / 'ta-mead'} (load it with datasets.load_dataset)", markup=False)
+    mead, build_dir = demo_corpus(out)
+    summary = _build_and_report("mead", mead, build_dir, jobs=jobs, landmarker=landmarker, test_speakers=1)
+    stats_cmd(build_dir, samples=4)
+    console.print(f"demo TA-MEAD in {build_dir} (load it with datasets.load_dataset)", markup=False)
     raise typer.Exit(summary.exit_code)
 
 
@@ -305,7 +284,7 @@ def build_ta_mead_cmd(
                               "(+ <SPK>/audio/... .m4a), or <SPK>/video.tar + audio.tar as downloaded."),
     out: Path = typer.Option(..., "--out", help="Output folder (TA-MEAD tables, manifest, dataset card). "
                              "Rerunning into the same folder resumes and skips finished clips."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count)."),
     speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate), e.g. M003,W009."),
     views: Optional[list[str]] = typer.Option(None, "--views", help="Camera views to use (repeat or comma-separate; default front; 'all' for every view)."),
     emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, e.g. neutral,happy (default all 8)."),
@@ -319,28 +298,79 @@ def build_ta_mead_cmd(
     test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
-    view_list = _split_list(views)
-    if view_list and "all" in view_list:
-        view_list = None
-    elif not view_list:
-        view_list = ["front"]
-    summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=view_list,
+    summary = _build_and_report("mead", mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
                                 emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
-                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker)
+                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
+                                retry_failed=not keep_failed)
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 
-def _build_and_report(mead: Path, out: Path, **options):
-    """Run build_ta_mead with a progress bar on stderr and print its summary table."""
+@data.command("build")
+def build_cmd(
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus recipe: mead, ravdess, crema-d, folder (see --list)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="The corpus folder, in the recipe's layout (see --list)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (tables, manifest, dataset card). "
+                                       "Rerunning into the same folder resumes and skips finished clips."),
+    list_recipes: bool = typer.Option(False, "--list", help="Show the corpus recipes (layout, labels, licence) and exit."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count)."),
+    speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate)."),
+    emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, in the corpus's words (e.g. happy,sad)."),
+    views: Optional[list[str]] = typer.Option(None, "--views", help="MEAD only: camera views (default front; 'all' for every view)."),
+    include_song: bool = typer.Option(False, "--include-song", help="RAVDESS only: also build the song clips."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips of the (sorted) selection."),
+    landmarks: bool = typer.Option(False, "--landmarks", help="Also store the 478 landmarks per frame (int16)."),
+    au_table: Optional[Path] = typer.Option(None, "--au-table", help="AU lookup table CSV (thresholds + phrases); default the packaged one."),
+    groups: Optional[Path] = typer.Option(None, "--groups", help="Label table CSV (emotion,intensity,level,labels); default the recipe's packaged one (this project's own annotation)."),
+    no_baseline: bool = typer.Option(False, "--no-baseline", help="Do not subtract each speaker's neutral AU mean before levelling."),
+    captions: int = typer.Option(5, "--captions", help="Caption variants per clip."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the captions (with the clip id)."),
+    test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
+    shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
+    landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+) -> None:
+    """Build a TA-MEAD-style dataset from any supported corpus (one recipe per corpus; resumable).
+
+    Exit code 0 when every clip was built, 1 when some failed (recorded in failures/), 2 for bad input.
+    """
+    if list_recipes:
+        _print_recipes()
+        return
+    from talkclip import InputError
+
+    missing = [flag for flag, value in (("--corpus", corpus), ("--root", root), ("--out", out)) if value is None]
+    if missing:
+        raise InputError(f"{', '.join(missing)} required (or --list to see the recipes)")
+    summary = _build_and_report(corpus, root, out, jobs=jobs, speakers=_split_list(speakers),
+                                emotions=_split_list(emotions), views=_split_list(views) or (),
+                                include_song=include_song, limit=limit, landmarks=landmarks, au_table=au_table,
+                                groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
+                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
+                                retry_failed=not keep_failed)
+    raise typer.Exit(summary.exit_code)
+
+
+def _print_recipes() -> None:
+    from talkclip.pipelines.recipes import recipes
+
+    for name, r in recipes().items():
+        console.print(f"{name} (recipe version {r.version}): {r.summary}\n  layout:  {r.layout}\n"
+                      f"  labels:  {r.labels.name} (replace with --groups)\n  licence: {r.corpus.licence_name}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+def _build_and_report(corpus: str, root: Path, out: Path, **options):
+    """Run a corpus build with a progress bar on stderr and print its summary table."""
     import time as _time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from talkclip.pipelines.build_ta_mead import build_ta_mead
+    from talkclip.pipelines.recipes import build_corpus
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]} clips/s"), TextColumn("ETA"), TimeRemainingColumn(),
@@ -352,7 +382,8 @@ def _build_and_report(mead: Path, out: Path, **options):
     def on_progress(ev) -> None:  # the bar appears once the input has been checked
         if ev.stage == "start":
             started[0] = _time.perf_counter()
-            bar.start()
+            if err_console.is_terminal:   # a bar in a log file is noise; the table below has the figures
+                bar.start()
             bar.start_task(task)
             bar.update(task, total=ev.total, completed=0,
                        description=f"tracking ({ev.skipped} built before)" if ev.skipped else "tracking")
@@ -363,24 +394,30 @@ def _build_and_report(mead: Path, out: Path, **options):
             bar.update(task, description="annotating")
 
     try:
-        summary = build_ta_mead(mead, out, progress=on_progress, **options)
+        summary = build_corpus(corpus, root, out, progress=on_progress, **options)
+    except TalkclipError:
+        bar.live.transient = True   # the error's one line says it all
+        raise
     finally:
         if bar.live.is_started:   # a bar never started would still print an empty line
             bar.stop()
     for w in summary.warnings:
         err_console.print(f"warning: {w}", markup=False, highlight=False)
-    table = Table(title=f"TA-MEAD build in {summary.out_dir}")
+    table = Table(title=f"{corpus} build in {summary.out_dir}")
     table.add_column("")
     table.add_column("value", justify="right")
     fps = summary.frames_now / summary.track_seconds if summary.track_seconds > 0 and summary.frames_now else 0.0
     for k, v in (("clips selected", summary.selected), ("already built (skipped)", summary.skipped),
                  ("processed now", summary.processed), ("failed now", summary.failed_now),
+                 ("retried / recovered / still failing",
+                  f"{summary.retried} / {summary.recovered} / {summary.still_failing}"),
                  ("clips in table", summary.clips), ("failed (total)", summary.failed),
                  ("failures by stage", ", ".join(f"{s} {n}" for s, n in summary.failures_by_stage.items()) or "-"),
                  ("audio/video mismatch (flagged)", summary.av_mismatch), ("frames", summary.frames),
-                 ("train speakers", len(summary.train_speakers)),
-                 ("test speakers", ", ".join(summary.test_speakers) or "-"),
+                 ("train speakers / clips", f"{len(summary.train_speakers)} / {summary.train_clips}"),
+                 ("test speakers / clips", f"{', '.join(summary.test_speakers) or '-'} / {summary.test_clips}"),
                  ("not processed (rerun)", summary.missing),
+                 ("files skipped (name not in the corpus's scheme)", summary.skipped_names),
                  ("time", f"{summary.seconds:.1f} s"), ("tracking rate", f"{fps:.1f} frames/s")):
         table.add_row(k, str(v))
     console.print(table)
@@ -487,6 +524,41 @@ def make_sample_cmd(
     console.print(f"next: talkclip-data build-ta-mead --mead {rep.root} --out OUT", markup=False, highlight=False)
 
 
+# ---------------------------------------------------------------- phonemes (issue 13)
+
+@data.command("phonemes")
+def phonemes_cmd(
+    audio: Path = typer.Option(..., "--audio", help="Speech file (wav/m4a/mp3/mp4...: any audio the project reads)."),
+    text: Optional[str] = typer.Option(None, "--text", help="The spoken sentence: align its dictionary phones "
+                                       "(forced alignment) instead of recognising phones."),
+    fps: float = typer.Option(25.0, "--fps", help="Video frame rate of the frame ids (row t covers [t/fps, (t+1)/fps))."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (segments, frame ids) on stdout."),
+) -> None:
+    """Phone segments (phone, start, end) and per-frame phone ids of a speech file, offline (pocketsphinx)."""
+    import json
+
+    from rich.table import Table
+
+    from talkclip.annotate.phonemes import extract_file, frame_ids
+
+    frame_ids((), fps, 0)  # checks --fps before any decoding
+    result = extract_file(audio, text)
+    if as_json:
+        print(json.dumps(result.to_dict(fps), ensure_ascii=False))
+        return
+    table = Table(title=f"{audio.name}: {result.duration:.2f} s, {result.method}"
+                        + (f" ({result.note})" if result.note else ""))
+    for col in ("phone", "start", "end"):
+        table.add_column(col, justify="left" if col == "phone" else "right")
+    for s in result.segments:
+        table.add_row(s.phone, f"{s.start:.2f}", f"{s.end:.2f}")
+    console.print(table)
+    if result.oov:
+        console.print(f"spelled by rule (not in the dictionary): {', '.join(result.oov)}", markup=False)
+    console.print(f"frame ids at {fps:g} fps: {' '.join(map(str, result.ids(fps).tolist()))}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
 # ---------------------------------------------------------------- generate, eval, fit-basis (issue 5)
 
 @main.command("generate")
@@ -498,7 +570,7 @@ def generate_cmd(
     out: Path = typer.Option(..., "--out", help="Output .mp4 (H.264 video + the input audio as AAC)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     size: int = typer.Option(256, "--size", help="Output frame size in pixels: 256 or 512 (square face crop)."),
-    fps: int = typer.Option(25, "--fps", help="Output frame rate: 25 or 30."),
+    fps: int = typer.Option(25, "--fps", help="Output frame rate in frames/s (1-60)."),
     export_blendshapes: Optional[Path] = typer.Option(None, "--export-blendshapes",
                                                       help="Also write the 52 blendshape curves as CSV (Timecode, BlendShapeCount, channels)."),
     style_video: Optional[Path] = typer.Option(None, "--style-video", help="Take the style from this reference clip instead of --text."),
@@ -519,10 +591,6 @@ def generate_cmd(
 
     from talkclip.pipelines.generate import generate
 
-    if size not in (256, 512):
-        raise typer.BadParameter("--size must be 256 or 512")
-    if fps not in (25, 30):
-        raise typer.BadParameter("--fps must be 25 or 30")
     mix = [(mix_text, mix_weight)] if mix_text else None
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
                    TimeRemainingColumn(), console=err_console, transient=True)

@@ -340,11 +340,10 @@ class AUTable:
         return hashlib.sha256(self.to_csv().encode("utf-8")).hexdigest()
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from talkclip.schemas.files import atomic_write_text
+
         head = "".join(f"# {c}\n" if c else "#\n" for c in self.comments)
-        path.write_text(head + self.to_csv(), encoding="utf-8")
-        return path
+        return atomic_write_text(path, head + self.to_csv())
 
 
 def load_au_table(path: str | Path | None = None) -> AUTable:

@@ -215,3 +215,56 @@ def read_bytes_source(data: bytes, name: str) -> BinaryIO:
     buf = io.BytesIO(data)
     buf.name = name
     return buf
+
+
+def prefetch(items: Iterator, depth: int = 8) -> Iterator:
+    """Run ``items`` (e.g. video decoding) in a background thread, ``depth`` items ahead.
+
+    Decoding and colour conversion then overlap with the landmarker, whose native calls release
+    the GIL. Exceptions raised by the producer (e.g. MediaError for a truncated file) are
+    re-raised in the consumer at the point where they happened; closing the consumer early stops
+    the producer.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((None, item)):
+                    break
+            else:
+                put((None, done))
+        except BaseException as e:  # handed to the consumer thread
+            put((e, None))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator: release its file handles in this thread
+
+    worker = threading.Thread(target=produce, name="talkclip-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            err, item = q.get()
+            if err is not None:
+                raise err
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)

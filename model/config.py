@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from talkclip import ConfigError, one_line
+from talkclip.annotate.phonemes import n_phonemes
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -35,7 +36,7 @@ class ModelConfig:
     style_frames: int = 256     # most frames the video-to-style encoder reads
     style_tokens: int = 4       # the style code is split into this many decoder memory tokens
     audio_input: str = "mel"    # "mel" | "phoneme" | "mel+phoneme" (phoneme ids need alignments)
-    n_phonemes: int = 42        # 41 CMU phones + silence (id 0)
+    n_phonemes: int = 42        # rows of the phone table annotate/data/phones.csv (silence = id 0)
     tem_disc_channels: int = 128  # width of the temporal PatchGAN discriminator
     sync_window: int = 9        # frames the lip-sync discriminator compares
     sync_dim: int = 128         # embedding size inside the lip-sync discriminator
@@ -181,6 +182,8 @@ def validate(cfg: TalkCLIPConfig) -> TalkCLIPConfig:
         (m.style_tokens >= 1, "model.style_tokens must be >= 1"),
         (m.audio_input in AUDIO_INPUTS, f"model.audio_input must be one of {', '.join(AUDIO_INPUTS)}"),
         (m.n_phonemes >= 2, "model.n_phonemes must be >= 2"),
+        ("phoneme" not in m.audio_input or m.n_phonemes == n_phonemes(),
+         f"model.n_phonemes must be {n_phonemes()} (the phone table's size) when model.audio_input uses phonemes"),
         (1 <= m.sync_window <= m.seq_len, "model.sync_window must be in [1, model.seq_len]"),
         (t.backend in TEXT_BACKENDS, f"text.backend must be one of {', '.join(TEXT_BACKENDS)}"),
         (t.adapter_reduction >= 1, "text.adapter_reduction must be >= 1"),

@@ -17,23 +17,26 @@ def _yaml_configs(has_test: bool, has_failures: bool) -> list[str]:
     return lines
 
 
-def dataset_card(manifest: dict, *, has_test: bool, has_failures: bool) -> str:
-    """Markdown card with YAML front matter; ``datasets.load_dataset(out_dir)`` reads the clips config.
-
-    ``manifest["source"]`` names the corpus, its licence and citation and the recipe that listed it
-    (see :meth:`talkclip.pipelines.recipes.RecipeSource.card_source`).
-    """
-    c = manifest["counts"]
-    o = manifest["options"]
-    src = manifest["source"]
+def _front_matter(src: dict, has_test: bool, has_failures: bool) -> list[str]:
+    """The card's YAML front matter lines (licence, tags, ``configs:``)."""
     licence = [f"license: {src['licence']}"]
     if src["licence"] == "other":
         licence += [f"license_name: {src['licence_name']}"] + ([f"license_link: {src['licence_link']}"]
                                                                if src["licence_link"] else [])
-    head = ["---", f"pretty_name: {src['dataset']} (talkclip build)", *licence,
+    return ["---", f"pretty_name: {src['dataset']} (talkclip build)", *licence,
             "language:", "- en",
             "tags:", "- talking-head", "- facial-action-units", "- text-to-speaking-style",
             *_yaml_configs(has_test, has_failures), "---", ""]
+
+
+def dataset_card(manifest: dict, *, has_test: bool, has_failures: bool) -> str:
+    """Markdown card with YAML front matter; ``datasets.load_dataset(out_dir)`` reads the clips config.
+
+    ``manifest["source"]`` names the corpus, its licence and citation and the recipe that listed it
+    (:meth:`talkclip.pipelines.recipes.RecipeSource.card_source`).
+    """
+    c, o, src = manifest["counts"], manifest["options"], manifest["source"]
+    head = _front_matter(src, has_test, has_failures)
     stages = ", ".join(f"{k}: {v}" for k, v in c["failures_by_stage"].items()) or "none"
     body = f"""# {src['dataset']} (talkclip build)
 
@@ -63,27 +66,7 @@ frames = load_dataset("path/or/repo", "frames")          # per-frame tracks, one
 
 or with pyarrow: `pyarrow.dataset.dataset("OUT/clips", format="parquet")`.
 
-## Tables (schemas in `talkclip/schemas/tamead.py`)
-
-- **clips**: one row per clip: ids (`clip_id` as the corpus names the clip, speaker, view, the
-  corpus's own `emotion` and `intensity` words, `level` 1-3 from the label table (0 =
-  unspecified or unlabelled), take, `sentence` = the spoken text where the corpus defines it),
-  source paths relative to the corpus root (a tar member is written `SPK/video.tar::member`),
-  fps, frame size, frame counts, durations, `audio_source` (`m4a` / `wav` = the corpus's
-  separate audio file, `video` = the video's own track), `av_mismatch`, the 12
-  DISFA AU intensities (`au_intensity_raw` = clip mean, `au_intensity` = after the neutral
-  baseline), their levels 0-3 (`au_level`), `emotion_labels`, `captions`, `split`.
-  AU order: {', '.join(f'AU{a}' for a in manifest['au_ids'])}.
-- **frames**: one row per clip holding per-frame lists: `timestamp_ms` (T), `face` (T),
-  `blendshapes` (T x 52, MediaPipe order), `pose` (T x 16, the 4x4 facial transformation
-  matrix, row-major), `landmarks` (T x 1434 int16 = 478 x (x, y, z) times 10000, or null when
-  built without `--landmarks`). A training sampler reads a clip's whole track with one row lookup.
-- **audio**: one row per clip: 16 kHz mono int16 PCM of the clip's audio.
-- **failures**: clips that could not be used: `clip_id`, `stage` (read, decode, track, audio,
-  annotate), `error`, `path`. (A build without failures has no failures files and no
-  failures config; a build without test speakers has no test split.)
-
-## How it was annotated
+{_tables_section(manifest['au_ids'])}## How it was annotated
 
 - Face tracking: MediaPipe Face Landmarker (VIDEO mode), model sha256
   `{manifest['landmarker_sha256'][:16]}...`.
@@ -104,12 +87,7 @@ or with pyarrow: `pyarrow.dataset.dataset("OUT/clips", format="parquet")`.
 - Audio: clips with no audio at all are failures; clips whose audio and video lengths differ by
   more than {manifest['av_tolerance_s']} s are kept and flagged (`av_mismatch`).
 
-## Provenance and terms
-
-The videos and audio come from **{src['title']}** ({src['homepage'] or 'the folder given to the build'}),
-under {src['licence_name']}{(' (' + src['licence_link'] + ')') if src['licence_link'] else ''}. {src['terms']}
-{_citation(src['citation'])}
-## Build facts
+{_provenance(src)}## Build facts
 
 ```json
 {json.dumps(dict(version=manifest['version'], options=o, counts=c, splits=manifest['splits'],
@@ -119,10 +97,38 @@ under {src['licence_name']}{(' (' + src['licence_link'] + ')') if src['licence_l
     return "\n".join(head) + body
 
 
-def _citation(bibtex: str) -> str:
-    if not bibtex:
-        return ""
-    return f"Cite it when you use it:\n\n```bibtex\n{bibtex}\n```\n"
+def _tables_section(au_ids) -> str:
+    """The card's description of the four tables."""
+    return f"""## Tables (schemas in `talkclip/schemas/tamead.py`)
+
+- **clips**: one row per clip: ids (`clip_id` as the corpus names the clip, speaker, view, the
+  corpus's own `emotion` and `intensity` words, `level` 1-3 from the label table (0 =
+  unspecified or unlabelled), take, `sentence` = the spoken text where the corpus defines it),
+  source paths relative to the corpus root (a tar member is written `SPK/video.tar::member`),
+  fps, frame size, frame counts, durations, `audio_source` (`m4a` / `wav` = the corpus's
+  separate audio file, `video` = the video's own track), `av_mismatch`, the 12
+  DISFA AU intensities (`au_intensity_raw` = clip mean, `au_intensity` = after the neutral
+  baseline), their levels 0-3 (`au_level`), `emotion_labels`, `captions`, `split`.
+  AU order: {', '.join(f'AU{a}' for a in au_ids)}.
+- **frames**: one row per clip holding per-frame lists: `timestamp_ms` (T), `face` (T),
+  `blendshapes` (T x 52, MediaPipe order), `pose` (T x 16, the 4x4 facial transformation
+  matrix, row-major), `landmarks` (T x 1434 int16 = 478 x (x, y, z) times 10000, or null when
+  built without `--landmarks`). A training sampler reads a clip's whole track with one row lookup.
+- **audio**: one row per clip: 16 kHz mono int16 PCM of the clip's audio.
+- **failures**: clips that could not be used: `clip_id`, `stage` (read, decode, track, audio,
+  annotate), `error`, `path`. (A build without failures has no failures files and no
+  failures config; a build without test speakers has no test split.)
+
+"""
+
+
+def _provenance(src: dict) -> str:
+    """The card's provenance section: the source corpus, its terms, its citation."""
+    link = f" ({src['licence_link']})" if src["licence_link"] else ""
+    cite = f"Cite it when you use it:\n\n```bibtex\n{src['citation']}\n```\n" if src["citation"] else ""
+    return (f"## Provenance and terms\n\nThe videos and audio come from **{src['title']}** "
+            f"({src['homepage'] or 'the folder given to the build'}), under {src['licence_name']}{link}. "
+            f"{src['terms']}\n{cite}\n")
 
 
 def card_configs(text: str) -> list[str]:

@@ -259,8 +259,7 @@ def _resize(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
 def evaluate_pair(name: str, gen_path: Path, ref_path: Path, *, text: str | None = None,
                   landmarker: str | Path | None = None, estimator: str = "mediapipe") -> PairResult:
     """All metrics for one generated/reference pair (frames paired by index)."""
-    from talkclip.annotate.media import iter_frames
-    from talkclip.annotate.tracker import FaceTracker, Track
+    from talkclip.annotate.tracker import FaceTracker, Track, iter_tracked
 
     ssims, cp_g, cp_r = [], [], []
     lm_g, lm_r, face_g, face_r, bs_g, pose_g, ts = [], [], [], [], [], [], []
@@ -277,7 +276,7 @@ def evaluate_pair(name: str, gen_path: Path, ref_path: Path, *, text: str | None
                 batch_r.clear()
 
         n = 0
-        for fg, fr in zip(iter_frames(gen_path), iter_frames(ref_path)):
+        for (fg, rg), (fr, rr) in zip(iter_tracked(gen_path, tg), iter_tracked(ref_path, tr)):
             h, w = fg.rgb.shape[:2]
             size_g, size_r = (w, h), (fr.rgb.shape[1], fr.rgb.shape[0])
             ref_small = _resize(fr.rgb, h, w)
@@ -289,7 +288,6 @@ def evaluate_pair(name: str, gen_path: Path, ref_path: Path, *, text: str | None
             if n % 2 == 0:  # CPBD on every other frame: it changes slowly and costs the most
                 cp_g.append(cpbd(yg))
                 cp_r.append(cpbd(yr))
-            rg, rr = tg.detect(fg.rgb, fg.timestamp_ms), tr.detect(fr.rgb, fr.timestamp_ms)
             face_g.append(rg is not None)
             face_r.append(rr is not None)
             lm_g.append(rg.landmarks if rg is not None else zero_lm)
@@ -377,13 +375,12 @@ def syncnet_crops(video: Path, landmarker: str | Path | None = None) -> np.ndarr
     Raises NoFaceError when no frame shows a face. Decodes the video twice (track, then crop);
     holds all crops in memory (150 KB a frame, about 225 MB per minute of video)."""
     from talkclip.annotate.media import iter_frames
-    from talkclip.annotate.tracker import FaceTracker
+    from talkclip.annotate.tracker import FaceTracker, iter_tracked
 
     ts, boxes = [], []
     with FaceTracker(landmarker, mode="video") as tracker:
-        for fr in iter_frames(video):
+        for fr, r in iter_tracked(video, tracker):
             h, w = fr.rgb.shape[:2]
-            r = tracker.detect(fr.rgb, fr.timestamp_ms)
             ts.append(fr.timestamp_ms)
             if r is None:
                 boxes.append([np.nan] * 4)

@@ -22,9 +22,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from talkclip import InputError, LayoutError, OfflineError, one_line
+from talkclip.schemas.build import open_build
 from talkclip.schemas.tamead import TABLES
 
-from . import shards
 from .card import card_configs
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -44,10 +44,6 @@ class PushPlan:
         from huggingface_hub import CommitOperationAdd
 
         return [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(f)) for p, f in self.files]
-
-
-def _same_schema(found, declared) -> bool:
-    return [(f.name, f.type) for f in found] == [(f.name, f.type) for f in declared]
 
 
 def plan_push(out_dir: str | Path, repo_id: str, *, private: bool = False) -> PushPlan:
@@ -73,21 +69,18 @@ def plan_push(out_dir: str | Path, repo_id: str, *, private: bool = False) -> Pu
         raise LayoutError(f"{card} has no `configs:` entry for the clips table")
     files: list[tuple[str, Path]] = [("README.md", card), ("manifest.json", mpath)]
     rows: dict[str, int] = {}
-    for name, (schema, _) in TABLES.items():
-        parts = shards.shard_files(out / name)
-        if name == "clips" and not parts:
-            raise LayoutError(f"{out} has no clips/*.parquet")
+    build = open_build(out, ("clips",))
+    for name in TABLES:
+        parts = build.files(name)
         if name in configs and not parts:
             raise LayoutError(f"the card declares a {name} config but {out / name} has no parquet files")
+        build.check(name)     # the one schema validation (stats and calibrate use it too)
         rows[name] = 0
         for p in parts:
             try:
                 meta = pq.read_metadata(p)
-                found = pq.read_schema(p)
             except Exception as e:  # noqa: BLE001 - any parquet error means a damaged file
                 raise LayoutError(f"{p} is not a readable parquet file ({one_line(e)})") from None
-            if not _same_schema(found, schema):
-                raise LayoutError(f"{p} does not have the {name} schema of talkclip.schemas.tamead")
             rows[name] += meta.num_rows
             files.append((p.relative_to(out).as_posix(), p))
     for name in ("frames", "audio"):

@@ -89,16 +89,10 @@ class RendererTrainSummary:
 # ---------------------------------------------------------------- data
 
 def _read_table(data_dir: Path, name: str):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """One table of the build (the one build reader checks the folder and the schema)."""
+    from talkclip.schemas.build import open_build
 
-    files = sorted(p for p in (data_dir / name).glob("*.parquet") if not p.name.startswith("."))
-    if not files:
-        raise InputError(f"{data_dir} is not a TA-MEAD build: no {name}/*.parquet")
-    try:
-        return pa.concat_tables([pq.read_table(p) for p in files], promote_options="default")
-    except (OSError, pa.ArrowException) as e:
-        raise InputError(f"cannot read the {name} table of {data_dir}: {one_line(e)}") from None
+    return open_build(data_dir, (name,)).read(name)
 
 
 def resolve_mead_root(data_dir: Path, mead: str | Path | None) -> Path:
@@ -108,11 +102,11 @@ def resolve_mead_root(data_dir: Path, mead: str | Path | None) -> Path:
         if not root.is_dir():
             raise InputError(f"--mead folder not found: {root}")
         return root
-    opts = data_dir / ".work" / "options.json"
-    try:
-        root = Path(json.loads(opts.read_text())["mead"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(f"{data_dir} does not record its MEAD root (.work/options.json): pass --mead DIR") from None
+    from talkclip.schemas.build import Build
+
+    root = Build(data_dir).source_root()
+    if root is None:
+        raise InputError(f"{data_dir} does not record its MEAD root (.work/options.json): pass --mead DIR")
     if not root.is_dir():
         raise InputError(f"the build's MEAD root {root} is gone: pass --mead DIR")
     return root
@@ -137,16 +131,8 @@ def _ffill(face: np.ndarray, arr: np.ndarray) -> np.ndarray:
     return arr[idx]
 
 
-def load_renderer_data(data_dir: str | Path, *, size: int, crop_scale: float = 1.9, frame_stride: int = 1,
-                       max_clips: int = 0, split: str = "train", mead: str | Path | None = None,
-                       landmarker: str | Path | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> RendererData:
-    """Decode and crop the frames of a TA-MEAD build's clips (see the module docstring)."""
-    from talkclip.annotate.media import iter_frames
-    from talkclip.model.renderer import crop_box, crop_face
-    from talkclip.pipelines.build_ta_mead import dequantise_landmarks
-
-    data_dir = Path(data_dir)
+def _renderer_clips(data_dir: Path, split: str, max_clips: int, mead: str | Path | None):
+    """([(clip id, video path)] of the split, the frames table, the corpus root) of a build."""
     if not data_dir.is_dir():
         raise InputError(f"data folder not found: {data_dir}")
     if split not in SPLITS:
@@ -154,13 +140,27 @@ def load_renderer_data(data_dir: str | Path, *, size: int, crop_scale: float = 1
     clips = _read_table(data_dir, "clips").to_pydict()
     root = resolve_mead_root(data_dir, mead)
     frames_tab = _read_table(data_dir, "frames")
-    row_of = {cid: i for i, cid in enumerate(frames_tab.column("clip_id").to_pylist())}
     todo = [(cid, vp) for cid, vp, sp in zip(clips["clip_id"], clips["video_path"], clips["split"])
             if split == "all" or sp == split]
     if max_clips:
         todo = todo[:max_clips]
     if not todo:
         raise InputError(f"no clips of split {split!r} in {data_dir}")
+    return todo, frames_tab, root
+
+
+def load_renderer_data(data_dir: str | Path, *, size: int, crop_scale: float = 1.9, frame_stride: int = 1,
+                       max_clips: int = 0, split: str = "train", mead: str | Path | None = None,
+                       landmarker: str | Path | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> RendererData:
+    """Decode and crop the frames of a TA-MEAD build's clips (see the module docstring)."""
+    from talkclip.annotate.media import iter_frames
+    from talkclip.model.renderer import crop_box, crop_face
+    from talkclip.schemas.build import dequantise_landmarks
+
+    data_dir = Path(data_dir)
+    todo, frames_tab, root = _renderer_clips(data_dir, split, max_clips, mead)
+    row_of = {cid: i for i, cid in enumerate(frames_tab.column("clip_id").to_pylist())}
     tracker = None
     out = RendererData([], [], size)
     try:

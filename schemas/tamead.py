@@ -22,7 +22,7 @@ never published.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass
 
 import pyarrow as pa
 
@@ -38,9 +38,11 @@ CLIPS_SCHEMA = pa.schema([
     pa.field("speaker", pa.string(), nullable=False),   # "M003"
     pa.field("gender", pa.string()),                    # "man" | "woman" | "person"
     pa.field("view", pa.string()),                      # "front"
-    pa.field("emotion", pa.string()),                   # "angry"
-    pa.field("level", pa.int8()),                       # 1..3
+    pa.field("emotion", pa.string()),                   # the corpus's word: "angry" ("" = unlabelled)
+    pa.field("intensity", pa.string()),                 # the corpus's word: "2" (MEAD), "strong", "unspecified"
+    pa.field("level", pa.int8()),                       # 1..3 from the label table; 0 = unspecified / unlabelled
     pa.field("take", pa.string()),                      # "001"
+    pa.field("sentence", pa.string()),                  # the spoken text, where the corpus defines it
     pa.field("video_path", pa.string()),                # path, or "archive.tar::member"
     pa.field("audio_path", pa.string()),
     pa.field("audio_source", pa.string()),              # "m4a" | "video"
@@ -84,60 +86,6 @@ FAILURES_SCHEMA = pa.schema([
 ])
 
 
-@dataclass
-class ClipRow:
-    clip_id: str
-    speaker: str
-    gender: str
-    view: str
-    emotion: str
-    level: int
-    take: str
-    video_path: str
-    audio_path: str | None
-    audio_source: str | None
-    fps: float
-    frames: int
-    frames_with_face: int
-    duration_s: float
-    audio_duration_s: float | None
-    av_mismatch: bool
-    au_intensity_raw: list[float]
-    au_intensity: list[float]
-    au_level: list[int]
-    emotion_labels: list[str] = field(default_factory=list)
-    captions: list[str] = field(default_factory=list)
-    split: str = "train"
-    width: int = 0
-    height: int = 0
-
-
-@dataclass
-class FramesRow:
-    clip_id: str
-    fps: float
-    timestamp_ms: list[int]
-    face: list[bool]
-    blendshapes: list[list[float]]
-    pose: list[list[float]]
-    landmarks: list[list[int]] | None = None
-
-
-@dataclass
-class AudioRow:
-    clip_id: str
-    sample_rate: int
-    samples: list[int]
-
-
-@dataclass
-class FailureRow:
-    clip_id: str
-    stage: str
-    error: str
-    path: str | None = None
-
-
 # Phase-1 record of a build (internal, under OUT/.work/stage1/): one row per clip attempted,
 # written by the worker that tracked it, in the same commit as the clip's frames/audio rows.
 # The clips table is derived from these rows on every run (baseline, levels, captions, split).
@@ -148,6 +96,24 @@ STAGE1_SCHEMA = pa.schema(
     [f for f in CLIPS_SCHEMA if f.name not in _PHASE2_ONLY]
     + [pa.field("ok", pa.bool_(), nullable=False), pa.field("track_s", pa.float32())]
 )
+
+
+
+def row_type(name: str, schema: pa.Schema) -> type:
+    """A frozen, keyword-only dataclass with one field per column of ``schema``, derived from it
+    (so row type and schema cannot drift apart): non-nullable columns are required, the others
+    default to None. Writers build their rows with these; a misspelt or missing column fails at
+    the call, not as a silent null in the table."""
+    specs = [(f.name, object) if not f.nullable else (f.name, object, field(default=None)) for f in schema]
+    return make_dataclass(name, specs, frozen=True, kw_only=True)
+
+
+# The tables' row types, derived from the schemas above (the schemas are the one declaration).
+ClipRow = row_type("ClipRow", CLIPS_SCHEMA)
+FramesRow = row_type("FramesRow", FRAMES_SCHEMA)
+AudioRow = row_type("AudioRow", AUDIO_SCHEMA)
+FailureRow = row_type("FailureRow", FAILURES_SCHEMA)
+Stage1Row = row_type("Stage1Row", STAGE1_SCHEMA)
 
 TABLES = {
     "clips": (CLIPS_SCHEMA, ClipRow),
