@@ -108,6 +108,20 @@ def write_synthetic_tamead(out_dir, n_clips: int = 8, frames: int = 90, seed: in
     return out
 
 
+# ---- tiny checkpoint (issues 5, 14) ------------------------------------------------------
+
+def tiny_checkpoint(out_dir, seed: int = 0) -> Path:
+    """A random-init TalkCLIP checkpoint of the ``tiny`` config (model.safetensors + config.json)."""
+    import torch
+
+    from talkclip.model.checkpoint import save_checkpoint
+    from talkclip.model.config import load_config
+    from talkclip.model.talkclip import TalkCLIP
+
+    torch.manual_seed(seed)
+    return save_checkpoint(TalkCLIP(load_config("tiny")), Path(out_dir))
+
+
 # ---- CLI runner and partial-face video (issue 2) -----------------------------------------
 
 def data_cli_command() -> list[str]:
