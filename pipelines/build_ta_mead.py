@@ -132,6 +132,7 @@ class ClipSource(Protocol):
     root: Path                # resolved corpus root; media paths are stored relative to it
     warnings: list[str]       # found while listing (skipped names, a damaged archive); set by list_clips
     skipped_names: int        # files skipped because their names do not follow the corpus's scheme
+    labels: Path              # the recipe's packaged label table (used without --groups)
 
     def list_clips(self) -> Sequence[ClipSpec]:
         """The selected clips sorted by clip id; LayoutError/InputError for unusable input."""
@@ -968,7 +969,7 @@ def build_manifest(run: _Run, summary: Summary, info: dict, clip_table: pa.Table
                      au_table=Path(o.au_table).name if o.au_table else "packaged",
                      groups=Path(o.groups).name if o.groups else "packaged"),
         au_estimator="mediapipe blendshapes + landmark geometry (talkclip.annotate.au)",
-        au_table_sha256=run.au_table.sha256, group_table_sha256=group_table_sha256(o.groups),
+        au_table_sha256=run.au_table.sha256, group_table_sha256=group_table_sha256(o.groups or run.source.labels),
         landmarker_sha256=p1["landmarker_sha256"], au_mapping_sha256=p1["au_mapping_sha256"],
         emotions_sha256=sha256_file(EMOTIONS_PATH), av_tolerance_s=AV_TOLERANCE_S,
         counts=dict(selected=summary.selected, clips=summary.clips, failed=summary.failed,

@@ -136,6 +136,7 @@ class RecipeSource:
         self.warnings: list[str] = []
         self.skipped_names = 0
         self._listed: list[ClipSpec] = []
+        self.labels = recipe.labels
 
     def list_clips(self) -> list[ClipSpec]:
         listing = self.recipe.list(self.root, self.selection_)
