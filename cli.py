@@ -229,7 +229,7 @@ def train_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step per process (default: the config's)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes (default: the config's)."),
     sync_checkpoint: Optional[Path] = typer.Option(None, "--sync-checkpoint", help="Lip-sync discriminator from "
-                                                   "`talkclip train-sync` (frozen); without it L_sync is skipped."),
+                                                   "`talkclip train-sync` (frozen; folder or Hub id ORG/NAME); without it L_sync is skipped."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Also checkpoint every N steps (0 = only at the end)."),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps per row of OUT/train_log.csv."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder caching audio features as .npy between runs."),
@@ -500,14 +500,17 @@ def push_cmd(
     from talkclip.pipelines.push import plan_push, push
 
     if dry_run:
-        plan = plan_push(out_dir, repo, private=private)
-        for path_in_repo, f in plan.files:
-            console.print(f"{f.stat().st_size:>12,d}  {path_in_repo}", markup=False, highlight=False)
-        console.print(f"{len(plan.files)} files, {plan.total_bytes:,d} bytes -> {repo} (one commit, not sent)",
-                      markup=False, highlight=False)
+        _print_plan(plan_push(out_dir, repo, private=private))
         return
     url = push(out_dir, repo, private=private)
     console.print(f"pushed: {url}", markup=False, highlight=False)
+
+
+def _print_plan(plan) -> None:
+    for path_in_repo, size in plan.sizes():
+        console.print(f"{size:>12,d}  {path_in_repo}", markup=False, highlight=False)
+    console.print(f"{len(plan.files)} files, {plan.total_bytes:,d} bytes -> {plan.repo_type} repo {plan.repo_id} "
+                  "(one commit, not sent)", markup=False, highlight=False, soft_wrap=True)
 
 
 @data.command("make-sample")
@@ -563,7 +566,7 @@ def phonemes_cmd(
 
 @main.command("generate")
 def generate_cmd(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (model.safetensors + config.json)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (model.safetensors + config.json) or Hub model id ORG/NAME[@REVISION]."),
     image: Path = typer.Option(..., "--image", help="Portrait photo showing one face."),
     audio: Path = typer.Option(..., "--audio", help="Speech audio (wav, m4a, mp3, ...; any rate, mono or stereo)."),
     text: Optional[str] = typer.Option(None, "--text", help="Sentence describing the speaking style."),
@@ -582,7 +585,7 @@ def generate_cmd(
     smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma, frames; 0 = off)."),
     basis: Optional[Path] = typer.Option(None, "--basis", help="Fitted renderer basis (fit-basis) instead of the hand-built rig."),
     renderer: Optional[Path] = typer.Option(None, "--renderer", help="Trained neural renderer checkpoint "
-                                            "(`talkclip train-renderer`) instead of the hand-built rig."),
+                                            "(`talkclip train-renderer`; folder or Hub id ORG/NAME) instead of the hand-built rig."),
     threads: int = typer.Option(0, "--threads", help="Torch CPU threads while generating (0 = torch's default, "
                                 "all cores). On a machine busy with other work, 1 can be faster (bench/generate_speed.py)."),
 ) -> None:
@@ -720,12 +723,36 @@ def train_renderer_cmd(
     console.print(f"checkpoint: {summary.out_dir}   log: {summary.log_path}", markup=False, highlight=False)
 
 
+# ---------------------------------------------------------------- push a checkpoint (issue 12)
+
+@main.command("push")
+def push_checkpoint_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder (talkclip train / train-sync / train-renderer)."),
+    repo: str = typer.Option(..., "--repo", help="Hub model repo id, OWNER/NAME (created if missing)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only check the checkpoint and list the commit's files; no network."),
+    with_state: bool = typer.Option(False, "--with-state", help="Also upload the optimizer/resume state and training log."),
+    eval_report: Optional[Path] = typer.Option(None, "--eval", help="JSON of `talkclip eval --json`: its mean figures go into the model card."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Hub dataset repo of the TA-MEAD build it was trained on (named in the card)."),
+    license: str = typer.Option("other", "--license", help="License id for the card (default: other, MEAD-derived weights)."),
+) -> None:
+    """Publish a checkpoint to the Hugging Face Hub as one commit: model.safetensors, config.json and a model card."""
+    from talkclip.pipelines.push import CheckpointPushOptions, plan_checkpoint_push, push_checkpoint
+
+    opts = CheckpointPushOptions(checkpoint, repo, private=private, with_state=with_state, eval_report=eval_report,
+                                 dataset_repo=dataset, license=license)
+    if dry_run:
+        _print_plan(plan_checkpoint_push(opts))
+        return
+    console.print(f"pushed: {push_checkpoint(opts)}", markup=False, highlight=False)
+
+
 # ---------------------------------------------------------------- app (issue 14)
 
 @main.command("app")
 def app_cmd(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="TalkCLIP checkpoint for the Generate tab "
-                                             "(a directory from `talkclip train`); without it the tab says how to get one."),
+                                             "(a directory from `talkclip train`, or a Hub id org/name[@rev]); without it the tab says how to get one."),
     data_dir: Optional[Path] = typer.Option(None, "--data", help="TA-MEAD build for the Dataset tab (from `talkclip-data build-ta-mead`)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default loopback only; 0.0.0.0 exposes it on the network)."),
     port: int = typer.Option(7860, "--port", help="TCP port."),

@@ -155,10 +155,11 @@ def _load_into(module: torch.nn.Module, sd: dict[str, torch.Tensor], skip: tuple
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
-    """Load a TalkCLIP checkpoint directory; CheckpointError (one line) on anything wrong."""
+    """Load a TalkCLIP checkpoint directory (or Hub id org/name[@rev]); CheckpointError (one line) on anything wrong."""
+    from .hub import resolve_checkpoint
     from .talkclip import TalkCLIP
 
-    p = Path(path)
+    p = resolve_checkpoint(path, "checkpoint")   # a local directory, or a Hub id org/name[@rev]
     cfg = read_config(p)
     sd, meta = load_tensors(p / MODEL_FILE)
     if meta.get("kind", "talkclip") != "talkclip":
@@ -175,8 +176,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
 def load_sync_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     """Load a lip-sync discriminator written by `talkclip train-sync` -> SyncDiscriminator (.config set)."""
     from .discriminators import SyncDiscriminator
+    from .hub import resolve_checkpoint
 
-    p = Path(path)
+    p = resolve_checkpoint(path, "lip-sync checkpoint")   # a local directory, or a Hub id
     cfg = read_config(p)
     sd, meta = load_tensors(p / MODEL_FILE)
     if meta.get("kind") != "sync":

@@ -47,7 +47,7 @@ class TextConfig:
     backend: str = "clip"       # "clip" (open_clip tower + weights) | "clip-random" | "minilm"
     clip_model: str = "ViT-B-32"
     weights: str | None = None  # local .safetensors of an open_clip CLIP model (text keys used)
-    hf_repo: str | None = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"  # looked up in the HF cache only
+    hf_repo: str | None = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"  # HF cache, else downloaded
     hf_file: str = "open_clip_model.safetensors"
     quick_gelu: bool = False    # True for OpenAI's original weights
     width: int | None = None    # clip-random only: override the tower's width/layers/heads/context

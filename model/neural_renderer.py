@@ -388,8 +388,9 @@ def save_renderer(model: PIRenderNet, out_dir: str | Path) -> Path:
 def load_renderer(path: str | Path, device: str | torch.device = "cpu") -> PIRenderNet:
     """Load a renderer checkpoint directory; CheckpointError (one line) when missing/corrupt."""
     from talkclip.model.checkpoint import load_tensors, read_checkpoint_config
+    from talkclip.model.hub import resolve_checkpoint
 
-    p = Path(path)
+    p = resolve_checkpoint(path, "renderer checkpoint")   # a local directory, or a Hub id org/name[@rev]
     cfg = read_checkpoint_config(p, config_from_dict, "renderer checkpoint")
     sd, meta = load_tensors(p / MODEL_FILE)
     if meta.get("kind") != KIND:

@@ -32,6 +32,8 @@ import numpy as np
 
 from talkclip import CheckpointError, ConfigError, InputError
 
+from .push import build_fingerprint
+
 LOG_COLUMNS = ("step", "stage", "p", "use_text", "total", "rec", "l1", "ssim", "cos", "sync", "tem", "d_tem", "seconds")
 SYNC_LOG_COLUMNS = ("step", "loss", "acc", "seconds")
 
@@ -332,7 +334,7 @@ def train(data_dir: str | Path, config, out_dir: str | Path, *, steps: int | Non
             return
         st = rng_state()
         st.update({"kind": "talkclip", "step": step, "seed": seed, "stage": stage, "stage1_steps": n1,
-                   "total_steps": total, "data_dir": str(data_dir)})
+                   "total_steps": total, "data_dir": str(data_dir), "data": build_fingerprint(data_dir)})
         save_checkpoint(model, out, optimizers={"opt_g": opt_g, "opt_d": opt_d}, state=st)
 
     step = start
@@ -459,7 +461,8 @@ def train_sync(data_dir: str | Path, config, out_dir: str | Path, *, steps: int 
 
     def save(step: int) -> None:
         st = rng_state()
-        st.update({"kind": "sync", "step": step, "seed": seed, "total_steps": total, "data_dir": str(data_dir)})
+        st.update({"kind": "sync", "step": step, "seed": seed, "total_steps": total, "data_dir": str(data_dir),
+                   "data": build_fingerprint(data_dir)})
         save_checkpoint(disc, out, optimizer=opt, state=st, kind="sync")
 
     step = start
