@@ -40,8 +40,8 @@ A fresh landmarker costs ~15 ms after the first (~0.6 s) per process.
 
 Semantics
 ---------
-- Audio: the separate m4a when MEAD has one, else the mp4's own audio track (``audio_source``
-  "m4a" | "video"). A clip with **no audio at all is a failure** (stage "audio"). A clip whose
+- Audio: the clip's separate audio file when the corpus has one (MEAD's m4a, CREMA-D's wav),
+  else the video's own audio track (``audio_source`` "m4a" | "wav" | "video"). A clip with **no audio at all is a failure** (stage "audio"). A clip whose
   audio and video durations differ by more than 0.2 s is **kept and flagged**
   (``av_mismatch = true``, counted in the manifest and the summary): readers that need exact
   lip sync should drop or trim those rows.
@@ -66,10 +66,14 @@ Semantics
   speaker's neutral clips levels AUs without that speaker's baseline (the manifest lists
   unbaselined speakers), and may split differently from a full build.
 - Split: whole speakers are held out for test, ``test_speakers`` of them (default 6), chosen by
-  a stable hash of the speaker id, alternating men and women, among the speakers with at least
+  a stable hash of the speaker id, alternating men and women (as the recipe tells them), among the speakers with at least
   one built clip (a speaker all of whose clips failed is never a test speaker). With fewer than
   ``2 * test_speakers`` speakers the hold-out shrinks to half the speakers (rounded down) and a
   warning is given.
+- Labels and levels: the recipe's label table (``--groups`` replaces it) maps each clip's
+  (emotion, intensity) to a TA-MEAD level and labels from the 135 categories, in phase 2 (so a
+  rerun with another table relabels without tracking); a clip without emotion gets level 0 and
+  AU-only captions; the caption subject is the clip's ``gender`` word from its recipe.
 - Captions: K variants per clip, deterministic for (seed, clip id), from
   :func:`talkclip.annotate.captions.render_captions` (which includes the variants that drop
   the emotion or the AU part).
@@ -101,7 +105,7 @@ from talkclip.schemas.tamead import (AUDIO_SAMPLE_RATE, AUDIO_SCHEMA, CLIPS_SCHE
                                      FRAMES_SCHEMA, STAGE1_SCHEMA, ClipRow, FailureRow, Stage1Row)
 
 from . import shards
-from .mead import MediaRef, view_selection
+from .mead import MediaRef
 
 if TYPE_CHECKING:
     from .recipes import ClipSpec
@@ -340,7 +344,7 @@ def _read_audio(clip, data, audio_src, has_audio_track: bool, root: str) -> tupl
     if has_audio_track:
         _rewind(data)
         return load_audio(data, AUDIO_SAMPLE_RATE), "video", _rel(clip.video, root)
-    raise MediaError(f"no audio: no separate audio file for this clip and the video has no audio track")
+    raise MediaError("no audio: no separate audio file for this clip and the video has no audio track")
 
 
 class ClipWorker:
@@ -384,8 +388,6 @@ class ClipWorker:
 
     # -- one clip
     def process(self, clip) -> _ClipResult:
-        from talkclip.annotate.captions import subject_for_speaker
-
         t0 = time.perf_counter()
         cid = clip.clip_id
         video_path = _rel(clip.video, self.cfg.root)
@@ -963,7 +965,7 @@ def build_manifest(run: _Run, summary: Summary, info: dict, clip_table: pa.Table
         tool="talkclip", version=__version__, format=FORMAT, corpus=run.source.name, source=run.source.card_source(),
         complete=summary.missing == 0,
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        options=dict(mead_root=Path(run.source.root).name, speakers=p1.get("speakers"), views=p1.get("views"),
+        options=dict(root=Path(run.source.root).name, speakers=p1.get("speakers"), views=p1.get("views"),
                      emotions=p1.get("emotions"), limit=p1.get("limit"), landmarks=bool(o.landmarks),
                      baseline=bool(o.baseline), n_captions=o.n_captions, seed=o.seed, test_speakers=o.test_speakers,
                      au_table=Path(o.au_table).name if o.au_table else "packaged",
