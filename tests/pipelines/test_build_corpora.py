@@ -167,3 +167,26 @@ def test_cli_list_and_bad_input(fixtures, tmp_path):
                                               tmp_path / "o", "--groups", groups))
     assert "missing group(s)" in line
     assert not (tmp_path / "o").exists()
+
+
+def test_rerun_with_another_label_table_relabels_without_tracking(fixtures, landmarker, tmp_path):
+    import shutil
+
+    from talkclip.pipelines.build_ta_mead import BuildOptions, build
+    from talkclip.pipelines.recipes import RecipeSource
+
+    facts, straight, _ = cached_corpus_build("crema-d")
+    out = tmp_path / "copy"
+    shutil.copytree(straight, out)
+    recipe = get_recipe("crema-d")
+    groups = tmp_path / "mine.csv"
+    groups.write_text(recipe.labels.read_text().replace("anger,unspecified,0,anger;irritation;frustration;annoyance",
+                                                        "anger,unspecified,2,fury"))
+    summary = build(RecipeSource(recipe, facts["root"]), out, BuildOptions(groups=groups, retry_failed=False))
+    assert summary.processed == 0
+    before, after = _clips(straight), _clips(out)
+    assert (after["1001_DFA_ANG_XX"]["level"], after["1001_DFA_ANG_XX"]["emotion_labels"]) == (2, ["fury"])
+    assert before["1001_DFA_ANG_XX"]["level"] == 0
+    assert after["1001_IEO_HAP_HI"] == before["1001_IEO_HAP_HI"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["options"]["groups"] == "mine.csv" and "mine.csv" in (out / "README.md").read_text()
