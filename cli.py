@@ -299,13 +299,15 @@ def build_ta_mead_cmd(
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+    phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/: "
+                                  "recognised offline with pocketsphinx; MEAD's sentences are not known), for phoneme configs."),
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
     summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
                                 emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
                                 test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
-                                retry_failed=not keep_failed)
+                                retry_failed=not keep_failed, phonemes=phonemes)
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 
@@ -697,7 +699,7 @@ def push_checkpoint_cmd(
 @main.command("app")
 def app_cmd(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="TalkCLIP checkpoint for the Generate tab "
-                                             "(a directory from `talkclip train`); without it the tab says how to get one."),
+                                             "(a directory from `talkclip train`, or a Hub id org/name[@rev]); without it the tab says how to get one."),
     data_dir: Optional[Path] = typer.Option(None, "--data", help="TA-MEAD build for the Dataset tab (from `talkclip-data build-ta-mead`)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default loopback only; 0.0.0.0 exposes it on the network)."),
     port: int = typer.Option(7860, "--port", help="TCP port."),

@@ -60,7 +60,7 @@ ALL = "all"
 
 @dataclass(frozen=True)
 class AppOptions:
-    checkpoint: str | None = None    # checkpoint directory (or whatever `talkclip generate --checkpoint` accepts)
+    checkpoint: str | None = None    # checkpoint directory or Hub id org/name[@rev], as `generate --checkpoint`
     data: Path | None = None         # TA-MEAD build folder
     host: str = "127.0.0.1"
     port: int = 7860
@@ -185,6 +185,7 @@ class AppState:
         self.workdir = workdir
         self.au_table = load_au_table(None)
         self.model = None
+        self.checkpoint: Path | None = None   # the local checkpoint directory
         self._lock = threading.Lock()
         self.clips = None            # pandas DataFrame of the build's clips, one row per clip
         self.mead_root: Path | None = None
@@ -199,8 +200,10 @@ class AppState:
         """Load the checkpoint and read the build up front, so bad options fail at start-up."""
         if self.options.checkpoint is not None:
             from talkclip.model.checkpoint import load_checkpoint
+            from talkclip.model.hub import resolve_checkpoint
 
-            self.model = load_checkpoint(self.options.checkpoint, device=self.options.device)
+            self.checkpoint = resolve_checkpoint(self.options.checkpoint)    # a Hub id is fetched once
+            self.model = load_checkpoint(self.checkpoint, device=self.options.device)
         if self.options.data is not None:
             self.clips, self.stats, self.mead_root = read_build(Path(self.options.data))
 
@@ -255,7 +258,7 @@ def generate_tab(state: AppState, portrait: str | None, speech: str | None, text
             progress((done, total), desc=stage, unit="frames")
 
     with state._lock:   # one generation at a time per process (torch threads are process-wide)
-        s = generate(state.options.checkpoint, portrait, speech, (text or "").strip() or None, out / "talkclip.mp4",
+        s = generate(state.checkpoint, portrait, speech, (text or "").strip() or None, out / "talkclip.mp4",
                      device=state.options.device, export_blendshapes=out / "blendshapes_arkit.csv",
                      style_video=style_video or None, text_mix=mix, intensity=float(intensity),
                      pose_video=pose_video or None, progress=on_progress)

@@ -54,6 +54,12 @@ Semantics
   were retried, recovered and still fail.
 - A damaged archive (a truncated ``video.tar``) does not stop the build: the clips listed in it
   that cannot be read fail at "read" with the reason, the other speakers are built.
+- Phonemes (``phonemes=True``, ``--phonemes``): stage "phonemes" (after "annotate") writes
+  each clip's phoneme track (``phonemes/<tag>.parquet``, committed with its frames; see
+  :mod:`talkclip.annotate.phonemes`): forced alignment of the clip's ``sentence`` when the
+  corpus defines one (RAVDESS, CREMA-D), else phone recognition (MEAD: its per-clip sentences
+  are not established; see the README). The manifest's ``phonemes`` records which, per clip
+  count. A rerun into the same folder must keep ``--phonemes`` as it was.
 - ``jobs`` above the number of CPUs this process may use is capped to it (with a warning).
 - Ctrl-C stops the workers, keeps every committed shard and raises :class:`BuildInterrupted`
   ("interrupted; rerun the same command to resume"); the CLI exits 130.
@@ -98,7 +104,8 @@ from talkclip.schemas import AU_IDS, NUM_BLENDSHAPES, NUM_LANDMARKS
 from talkclip.schemas.build import BUILD_MARKERS, WORK_DIR, dequantise_landmarks, quantise_landmarks
 from talkclip.schemas.files import atomic_write_text, claim_output_dir
 from talkclip.schemas.tamead import (AUDIO_SAMPLE_RATE, AUDIO_SCHEMA, CLIPS_SCHEMA, FAILURES_SCHEMA,
-                                     FRAMES_SCHEMA, STAGE1_SCHEMA, ClipRow, FailureRow, Stage1Row)
+                                     FRAMES_SCHEMA, PHONEMES_SCHEMA, STAGE1_SCHEMA, ClipRow, FailureRow,
+                                     PhonemesRow, Stage1Row)
 
 from . import shards
 from .mead import MeadClip, MediaRef, MeadSource
@@ -110,9 +117,9 @@ AV_TOLERANCE_S = 0.2
 TIMESTAMP_GAP_MS = 1000
 DEFAULT_SHARD_CLIPS = 64
 FORMAT = "ta-mead/1"
-PHASE1_KEYS = ("mead", "corpus", "root", "speakers", "views", "emotions", "limit", "landmarks")
+PHASE1_KEYS = ("mead", "corpus", "root", "speakers", "views", "emotions", "limit", "landmarks", "phonemes")
 # a rerun into the same folder must keep these: they decide the stored phase-1 results
-PHASE1_FIXED = ("mead", "corpus", "root", "landmarks", "landmarker_sha256", "au_mapping_sha256")
+PHASE1_FIXED = ("mead", "corpus", "root", "landmarks", "landmarker_sha256", "au_mapping_sha256", "phonemes")
 INTERRUPTED = "interrupted; rerun the same command to resume"
 
 
@@ -155,6 +162,7 @@ class BuildOptions:
     shard_clips: int = DEFAULT_SHARD_CLIPS
     landmarker: Path | None = None
     retry_failed: bool = True
+    phonemes: bool = False          # store a phoneme track per clip (aligned or recognised)
 
     def __post_init__(self) -> None:
         for name, flag, value, least in (("jobs", "--jobs", self.jobs, 1), ("n_captions", "--captions", self.n_captions, 1),
@@ -245,6 +253,7 @@ class _WorkerConfig:
     shard_clips: int
     run_tag: str
     landmarker: str | None = None
+    phonemes: bool = False
 
 
 @dataclass
@@ -296,6 +305,13 @@ def _rewind(src: Any) -> None:
 
 
 # -- the stages of one clip (each raises; _stage names the stage in the failure)
+
+def _phoneme_track(wav: np.ndarray, fps: float, n_frames: int, sentence: str | None) -> dict:
+    """Stage "phonemes": the clip's phoneme-table columns (aligned to ``sentence`` when known)."""
+    from talkclip.annotate.phonemes import clip_track
+
+    return clip_track(wav, fps, n_frames, sentence or None)
+
 
 def _open_media(clip) -> tuple[Any, Any]:
     """Stage "read": the video (and separate audio) as decoder sources."""
@@ -351,6 +367,7 @@ class ClipWorker:
         self._stage1: list = []
         self._frames: list[dict] = []
         self._audio: list[tuple[str, np.ndarray]] = []
+        self._phonemes: list = []
         self._failures: list = []
 
     @property
@@ -379,7 +396,7 @@ class ClipWorker:
         base = dict(clip_id=cid, speaker=clip.speaker, gender=getattr(clip, "gender", None) or subject_for_speaker(clip.speaker),
                     view=clip.view, emotion=clip.emotion, level=clip.level, take=clip.take, video_path=video_path)
         try:
-            row, frames_row, pcm = self._run(clip)
+            row, frames_row, pcm, phonemes = self._run(clip)
         except _StageError as e:
             message = str(e).replace(self.cfg.root.rstrip("/") + "/", "")   # paths relative to the root
             self._failures.append(FailureRow(clip_id=cid, stage=e.stage, error=message, path=video_path))
@@ -389,10 +406,12 @@ class ClipWorker:
         self._stage1.append(Stage1Row(**base, **row, ok=True, track_s=time.perf_counter() - t0))
         self._frames.append(frames_row)
         self._audio.append((cid, pcm))
+        if phonemes is not None:
+            self._phonemes.append(PhonemesRow(clip_id=cid, **phonemes))
         self._maybe_flush()
         return _ClipResult(cid, True, row["frames"])
 
-    def _run(self, clip) -> tuple[dict, dict, np.ndarray]:
+    def _run(self, clip) -> tuple[dict, dict, np.ndarray, dict | None]:
         """The stages of one clip, in order; the first that fails names the failure."""
         data, audio_src = _stage("read", _open_media, clip)
         info = _stage("decode", _probe_video, data)
@@ -400,13 +419,15 @@ class ClipWorker:
         wav, source, audio_path = _stage("audio", _read_audio, clip, data, audio_src, info.has_audio, self.cfg.root)
         raw = _stage("annotate", self._annotate, track)
         fps = float(info.fps)
+        phonemes = (_stage("phonemes", _phoneme_track, wav, fps, track.frames, getattr(clip, "sentence", None))
+                    if self.cfg.phonemes else None)
         duration, audio_duration = track.frames / fps, len(wav) / AUDIO_SAMPLE_RATE
         row = dict(audio_path=audio_path, audio_source=source, fps=fps, width=track.width, height=track.height,
                    frames=track.frames, frames_with_face=track.frames_with_face, duration_s=duration,
                    audio_duration_s=audio_duration, av_mismatch=bool(abs(audio_duration - duration) > AV_TOLERANCE_S),
                    au_intensity_raw=[float(x) for x in raw])
         pcm = np.round(np.clip(wav, -1.0, 1.0) * 32767.0).astype(np.int16)     # (N,)
-        return row, self._frames_row(clip.clip_id, fps, track), pcm
+        return row, self._frames_row(clip.clip_id, fps, track), pcm, phonemes
 
     def _track(self, data, clip, fps: float):
         """Stage "track" (a decoding error on the way is a "decode" failure)."""
@@ -459,6 +480,8 @@ class ClipWorker:
         if self._frames:
             shards.write_table(frames_table(self._frames), FRAMES_SCHEMA, self.out / "frames" / f"{tag}.parquet")
             shards.write_table(audio_table(self._audio), AUDIO_SCHEMA, self.out / "audio" / f"{tag}.parquet")
+        if self._phonemes:
+            shards.write_rows(self._phonemes, PHONEMES_SCHEMA, self.out / "phonemes" / f"{tag}.parquet")
         if self._failures:
             shards.write_rows(self._failures, FAILURES_SCHEMA, self.work / "failures" / f"{tag}.parquet")
         shards.write_rows(self._stage1, STAGE1_SCHEMA, self.work / "stage1" / f"{tag}.parquet")
@@ -763,9 +786,10 @@ def _remove_uncommitted(out: Path) -> int:
     work = out / WORK_DIR
     committed = {p.stem for p in shards.shard_files(work / "stage1")}
     n = 0
-    for folder in (out / "frames", out / "audio", work / "failures", work / "stage1", out / "clips", out / "failures"):
+    for folder in (out / "frames", out / "audio", out / "phonemes", work / "failures", work / "stage1", out / "clips",
+                   out / "failures"):
         n += shards.remove_temp_files(folder)
-    for folder in (out / "frames", out / "audio", work / "failures"):
+    for folder in (out / "frames", out / "audio", out / "phonemes", work / "failures"):
         for p in shards.shard_files(folder):
             if p.stem not in committed:
                 p.unlink()
@@ -846,7 +870,8 @@ def build(source, out_dir: str | Path, options: BuildOptions | None = None, *,
     root = Path(source.root).resolve()
     where = {"mead": str(root)} if source.name == "mead" else {"corpus": source.name, "root": str(root)}
     phase1 = dict(where, **source.selection(), landmarks=bool(options.landmarks),
-                  landmarker_sha256=sha256_file(landmarker), au_mapping_sha256=sha256_file(AU_MAPPING_PATH))
+                  landmarker_sha256=sha256_file(landmarker), au_mapping_sha256=sha256_file(AU_MAPPING_PATH),
+                  **({"phonemes": True} if options.phonemes else {}))   # absent = off (older builds)
     run = _Run(source, clips, out, options, au_table, group_table, landmarker, phase1, jobs,
                progress or (lambda ev: None), [notice] if notice else [], t_start)
     run.warnings += list(getattr(source, "warnings", []))
@@ -882,7 +907,7 @@ def _build_locked(run: _Run) -> Summary:
         run.emit(ProgressEvent("clip", len(todo), run.done, run.failed, skipped, r.clip_id, r.ok, r.frames))
 
     cfg = _WorkerConfig(str(run.out), str(Path(run.source.root).resolve()), bool(run.options.landmarks),
-                        int(run.options.shard_clips), _run_tag(), str(run.landmarker))
+                        int(run.options.shard_clips), _run_tag(), str(run.landmarker), bool(run.options.phonemes))
     t1 = time.perf_counter()
     crashes = _run_phase1(todo, cfg, run.jobs, on_clip)
     track_seconds = time.perf_counter() - t1
@@ -946,6 +971,7 @@ def build_manifest(run: _Run, summary: Summary, info: dict, clip_table: pa.Table
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         options=dict(mead_root=Path(run.source.root).name, speakers=p1.get("speakers"), views=p1.get("views"),
                      emotions=p1.get("emotions"), limit=p1.get("limit"), landmarks=bool(o.landmarks),
+                     phonemes=bool(o.phonemes),
                      baseline=bool(o.baseline), n_captions=o.n_captions, seed=o.seed, test_speakers=o.test_speakers,
                      au_table=Path(o.au_table).name if o.au_table else "packaged",
                      groups=Path(o.groups).name if o.groups else "packaged"),
@@ -962,10 +988,31 @@ def build_manifest(run: _Run, summary: Summary, info: dict, clip_table: pa.Table
         splits=dict(train=info["train_speakers"], test=info["test_speakers"]),
         baseline=dict(enabled=bool(o.baseline), per_speaker_view=info["baseline"],
                       unbaselined_speakers=info["unbaselined_speakers"]),
-        au_ids=list(AU_IDS), warnings=summary.warnings,
+        au_ids=list(AU_IDS), warnings=summary.warnings, phonemes=phoneme_summary(run, clip_table),
         timing=dict(last_run_s=None, last_run_track_s=round(summary.track_seconds, 3), last_run_clips=run.done,
                     last_run_frames=run.frames, jobs=run.jobs),
     )
+
+
+def phoneme_summary(run: _Run, clip_table: pa.Table) -> dict:
+    """The manifest's ``phonemes`` entry: whether tracks were built, where the sentences came
+    from, and how many clips were aligned to their sentence or recognised."""
+    if not run.options.phonemes:
+        return {"enabled": False}
+    keep = set(clip_table.column("clip_id").to_pylist())
+    table = _latest(shards.read_table(run.out / "phonemes", PHONEMES_SCHEMA, ["clip_id", "method"]), keep)
+    methods: dict[str, int] = {}
+    for m in table.column("method").to_pylist():
+        methods[m] = methods.get(m, 0) + 1
+    if any(getattr(c, "sentence", None) for c in run.clips):
+        sentences = ("the corpus's sentence of each clip (forced alignment); recognition for clips without "
+                     "one or whose alignment failed")
+    else:
+        sentences = "none known for this corpus: phones recognised from the audio"
+        if run.source.name == "mead":
+            sentences += " (MEAD's per-clip sentences could not be established from its documentation; see README)"
+    return {"enabled": True, "sentences": sentences, "methods": dict(sorted(methods.items())),
+            "tool": "pocketsphinx en-us (talkclip.annotate.phonemes)"}
 
 
 def _write_outputs(out: Path, clips: pa.Table, failures: pa.Table) -> None:

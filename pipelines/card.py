@@ -4,34 +4,40 @@ from __future__ import annotations
 
 import json
 
-CARD_CONFIGS = ("clips", "frames", "audio", "failures")
+CARD_CONFIGS = ("clips", "frames", "audio", "failures", "phonemes")
+_PHONEMES_TABLE = """- **phonemes** (built with `--phonemes`): one row per clip: `method` (`alignment` to the
+  clip's `sentence`, or `recognition`), the phone segments (`phones`, `starts`, `ends` in
+  seconds) and `frame_ids` (T, one id of talkclip's phone table per video frame; 0 = silence),
+  made offline with pocketsphinx's en-us model. Recognised phones are rough (see the manifest).
+"""
 
 
-def _yaml_configs(has_test: bool, has_failures: bool) -> list[str]:
+def _yaml_configs(has_test: bool, has_failures: bool, extra: tuple[str, ...] = ()) -> list[str]:
     lines = ["configs:", "- config_name: clips", "  default: true", "  data_files:",
              "  - split: train", "    path: clips/train-*.parquet"]
     if has_test:
         lines += ["  - split: test", "    path: clips/test-*.parquet"]
-    for name in ("frames", "audio") + (("failures",) if has_failures else ()):
+    for name in ("frames", "audio") + (("failures",) if has_failures else ()) + extra:
         lines += [f"- config_name: {name}", "  data_files:", "  - split: full", f"    path: {name}/*.parquet"]
     return lines
 
 
-def _front_matter(has_test: bool, has_failures: bool) -> list[str]:
+def _front_matter(has_test: bool, has_failures: bool, extra: tuple[str, ...] = ()) -> list[str]:
     """The card's YAML front matter lines (licence, tags, ``configs:``)."""
     return ["---", "pretty_name: TA-MEAD (talkclip build)", "license: other",
             "license_name: mead-research-terms",
             "license_link: https://wywu.github.io/projects/MEAD/MEAD.html",
             "language:", "- en",
             "tags:", "- talking-head", "- facial-action-units", "- text-to-speaking-style",
-            *_yaml_configs(has_test, has_failures), "---", ""]
+            *_yaml_configs(has_test, has_failures, extra), "---", ""]
 
 
 def dataset_card(manifest: dict, *, has_test: bool, has_failures: bool) -> str:
     """Markdown card with YAML front matter; ``datasets.load_dataset(out_dir)`` reads the clips config."""
     c = manifest["counts"]
     o = manifest["options"]
-    head = _front_matter(has_test, has_failures)
+    phonemes = (manifest.get("phonemes") or {}).get("enabled", False)
+    head = _front_matter(has_test, has_failures, ("phonemes",) if phonemes else ())
     stages = ", ".join(f"{k}: {v}" for k, v in c["failures_by_stage"].items()) or "none"
     body = f"""# TA-MEAD (talkclip build)
 
@@ -73,7 +79,7 @@ or with pyarrow: `pyarrow.dataset.dataset("OUT/clips", format="parquet")`.
   matrix, row-major), `landmarks` (T x 1434 int16 = 478 x (x, y, z) times 10000, or null when
   built without `--landmarks`). A training sampler reads a clip's whole track with one row lookup.
 - **audio**: one row per clip: 16 kHz mono int16 PCM of the clip's audio.
-- **failures**: clips that could not be used: `clip_id`, `stage` (read, decode, track, audio,
+{_PHONEMES_TABLE if phonemes else ""}- **failures**: clips that could not be used: `clip_id`, `stage` (read, decode, track, audio,
   annotate), `error`, `path`. (A build without failures has no failures files and no
   failures config; a build without test speakers has no test split.)
 

@@ -108,6 +108,33 @@ def write_synthetic_tamead(out_dir, n_clips: int = 8, frames: int = 90, seed: in
     return out
 
 
+def write_phoneme_track(out_dir, *, drop: int = 0, n_frames: int | None = None) -> dict[str, list[int]]:
+    """Add a phonemes table (issue 13) to a synthetic TA-MEAD: phones recognised from each clip's
+    audio by the real extractor, on its frame grid (``n_frames`` overrides the length; the last
+    ``drop`` clips get no row). Returns clip id -> frame ids."""
+    import dataclasses
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from talkclip.annotate.phonemes import clip_track
+    from talkclip.schemas import cast_table
+    from talkclip.schemas.tamead import PHONEMES_SCHEMA, PhonemesRow
+
+    out = Path(out_dir)
+    clips = pq.read_table(out / "clips").select(["clip_id", "fps", "frames"]).to_pylist()
+    audio = {r["clip_id"]: r["samples"] for r in pq.read_table(out / "audio").to_pylist()}
+    rows = []
+    for c in clips[:len(clips) - drop]:
+        track = clip_track(np.asarray(audio[c["clip_id"]], np.int16), c["fps"], n_frames or c["frames"])
+        rows.append(PhonemesRow(clip_id=c["clip_id"], **track))
+    (out / "phonemes").mkdir(exist_ok=True)
+    table = cast_table(pa.Table.from_pylist([dataclasses.asdict(r) for r in rows]), PHONEMES_SCHEMA)
+    pq.write_table(table, out / "phonemes" / "part-00000.parquet")
+    return {r.clip_id: list(r.frame_ids) for r in rows}
+
+
 # ---- tiny checkpoint (issues 5, 14) ------------------------------------------------------
 
 def tiny_checkpoint(out_dir, seed: int = 0) -> Path:

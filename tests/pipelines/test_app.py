@@ -99,7 +99,8 @@ def browser(app_server):
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-              "--window-size=1400,1100", "--autoplay-policy=no-user-gesture-required"):
+              "--window-size=1400,1100", "--autoplay-policy=no-user-gesture-required",
+              "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):   # a test-pattern webcam
         opts.add_argument(a)
     driver = webdriver.Chrome(options=opts, service=Service(driver_bin))
     driver.set_page_load_timeout(60)
@@ -172,6 +173,19 @@ def _no_face_photo(path: Path) -> Path:
 
 def test_browser_caption_tab(browser, app_server):
     _open_tab(browser, "Caption")
+    from selenium.webdriver.common.by import By
+
+    # a webcam snapshot (Chromium's fake camera: a test pattern, no face) becomes the media to
+    # caption, and the page shows the CLI's one line, no traceback
+    browser.find_element(By.XPATH, "//*[contains(text(), 'Click to Access Webcam')]").click()
+    _wait(browser, lambda d: _css(d, "button[aria-label='capture photo']"), what="webcam").click()
+    _wait(browser, lambda d: "KB" in _css(d, "#caption-media").text, what="snapshot")
+    _css(browser, "#caption-run").click()
+    toast = _wait(browser, lambda d: next((t.text for t in d.find_elements(By.CSS_SELECTOR, "[data-testid='toast-body']")
+                                           if "error:" in t.text), None), what="toast")
+    assert "error: no face found in any of the 1 frame(s) of image.png" in toast and "Traceback" not in toast, toast
+    _screenshot(browser, "caption-error")
+    _css(browser, "#caption-media button[aria-label='Clear']").click()
     _css(browser, "#caption-media input[type=file]").send_keys(str(FACES / "surprise.jpg"))
     _wait(browser, lambda d: "surprise" in (t := _css(d, "#caption-media").text) and "KB" in t, what="upload")
     _css(browser, "#caption-run").click()
