@@ -162,7 +162,8 @@ def test_failed_commit_leaves_repo_unchanged(hub_server, trained, tmp_path):
     _, ck = trained
     env = hub_server.client_env(os.environ, tmp_path / "hf")
     repo = "tester/fails-midway"
-    assert _run([*TALKCLIP, "push", ck, "--repo", repo], env).returncode == 0
+    assert _run([*TALKCLIP, "push", ck, "--repo", repo, "--private"], env).returncode == 0
+    assert json.loads((hub_server.root / "models" / repo / "meta.json").read_text())["private"] is True
     before_commits, before_files = hub_server.commits(repo), hub_server.repo_files(repo)
     hub_server.faults["commit_500"] = True
     r = _run([*TALKCLIP, "push", ck, "--repo", repo, "--with-state"], env)
