@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from talkclip import TalkclipError, __version__
+from talkclip import TalkclipError, __version__, one_line
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -32,9 +32,8 @@ def _run(typer_app: typer.Typer) -> None:
         rc = typer_app(standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
-    except TalkclipError as e:
-        msg = str(e).strip().splitlines()
-        sys.stderr.write(f"error: {msg[0] if msg else type(e).__name__}\n")
+    except TalkclipError as e:   # exit 130: stopped by Ctrl-C (the message says how to resume)
+        sys.stderr.write(f"{'' if e.exit_code == 130 else 'error: '}{one_line(e)}\n")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
@@ -50,13 +49,8 @@ def _run(typer_app: typer.Typer) -> None:
         else:
             path = getattr(getattr(e, "ctx", None), "command_path", None)
             hint = f" (see `{path} --help`)" if path else ""
-            sys.stderr.write(f"error: {one_line(e.format_message())}{hint}\n")
+            sys.stderr.write(f"error: {one_line(e)}{hint}\n")
         sys.exit(e.exit_code)
-
-
-def one_line(text: str) -> str:
-    lines = str(text).strip().splitlines()
-    return lines[0] if lines else "invalid usage"
 
 
 # typer ships its own copy of click; take its ClickException from typer's own error class
@@ -129,6 +123,8 @@ def _caption_and_print(video: Path, *, subject: str, emotion: Optional[str], lev
                                    **kwargs)
     else:
         result = caption_media(video, **kwargs)
+    for warning in result.warnings:
+        err_console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
         return
@@ -167,12 +163,6 @@ def caption_cmd(
                                   "feat (py-feat: needs the optional extra 'feat' and network)."),
 ) -> None:
     """Estimate the 12 DISFA AUs of a face video or photo and print AU-based captions."""
-    from talkclip import InputError
-
-    from talkclip.pipelines.caption import SUBJECTS
-
-    if subject.strip().lower() not in SUBJECTS:
-        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
     _caption_and_print(video, subject=subject, emotion=emotion, level=level, n=n, seed=seed, as_json=as_json,
                        landmarker=landmarker, au_table=au_table, groups=groups, estimator=estimator)
 
@@ -190,25 +180,16 @@ def demo_cmd(
 ) -> None:
     """Demo on the samples `talkclip-data setup` placed: caption a talking-head video, then build a
     tiny TA-MEAD from a MEAD-shaped sample cut from it (resumable: a rerun reuses OUT)."""
-    from talkclip import InputError
-    from talkclip.pipelines.caption import SUBJECTS
-    from talkclip.pipelines.setup import sample_path
+    from talkclip.pipelines.demo import demo_corpus, demo_video
 
-    if subject.strip().lower() not in SUBJECTS:
-        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
-
-    _caption_and_print(sample_path("talking.mp4"), subject=subject, emotion=None, level=None, n=n, seed=seed,
+    _caption_and_print(demo_video(), subject=subject, emotion=None, level=None, n=n, seed=seed,
                        as_json=as_json, landmarker=landmarker, au_table=None, groups=None, estimator="mediapipe")
     if caption_only or as_json:
         return
-    from talkclip.pipelines.sample import make_sample
-
-    mead = out / "mead"
-    if not mead.is_dir():
-        make_sample(mead)
-    summary = _build_and_report(mead, out / "ta-mead", jobs=jobs, landmarker=landmarker, test_speakers=1)
-    stats_cmd(out / "ta-mead", samples=4)
-    console.print(f"demo TA-MEAD in {out / 'ta-mead'} (load it with datasets.load_dataset)", markup=False)
+    mead, build_dir = demo_corpus(out)
+    summary = _build_and_report("mead", mead, build_dir, jobs=jobs, landmarker=landmarker, test_speakers=1)
+    stats_cmd(build_dir, samples=4)
+    console.print(f"demo TA-MEAD in {build_dir} (load it with datasets.load_dataset)", markup=False)
     raise typer.Exit(summary.exit_code)
 
 
@@ -222,6 +203,10 @@ def _print_train_summary(summary, what: str) -> None:
 
     for note in summary.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
+    if summary.skipped:  # every reason, with its count, also when zero
+        console.print(f"skipped {sum(summary.skipped.values())} clips: "
+                      + ", ".join(f"{k} {v}" for k, v in summary.skipped.items()), markup=False, highlight=False,
+                      soft_wrap=True)
     table = Table(title=f"{what}: steps {summary.start_step} -> {summary.steps} on {summary.clips} clips "
                         f"({summary.seconds:.1f} s)")
     table.add_column("loss")
@@ -248,7 +233,7 @@ def train_cmd(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step per process (default: the config's)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes (default: the config's)."),
     sync_checkpoint: Optional[Path] = typer.Option(None, "--sync-checkpoint", help="Lip-sync discriminator from "
-                                                   "`talkclip train-sync` (frozen); without it L_sync is skipped."),
+                                                   "`talkclip train-sync` (frozen; folder or Hub id ORG/NAME); without it L_sync is skipped."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Also checkpoint every N steps (0 = only at the end)."),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps per row of OUT/train_log.csv."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Folder caching audio features as .npy between runs."),
@@ -303,7 +288,7 @@ def build_ta_mead_cmd(
                               "(+ <SPK>/audio/... .m4a), or <SPK>/video.tar + audio.tar as downloaded."),
     out: Path = typer.Option(..., "--out", help="Output folder (TA-MEAD tables, manifest, dataset card). "
                              "Rerunning into the same folder resumes and skips finished clips."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count)."),
     speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate), e.g. M003,W009."),
     views: Optional[list[str]] = typer.Option(None, "--views", help="Camera views to use (repeat or comma-separate; default front; 'all' for every view)."),
     emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, e.g. neutral,happy (default all 8)."),
@@ -317,28 +302,83 @@ def build_ta_mead_cmd(
     test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+    phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/: "
+                                  "recognised offline with pocketsphinx; MEAD's sentences are not known), for phoneme configs."),
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
-    view_list = _split_list(views)
-    if view_list and "all" in view_list:
-        view_list = None
-    elif not view_list:
-        view_list = ["front"]
-    summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=view_list,
+    summary = _build_and_report("mead", mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
                                 emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
-                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker)
+                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
+                                retry_failed=not keep_failed, phonemes=phonemes)
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 
-def _build_and_report(mead: Path, out: Path, **options):
-    """Run build_ta_mead with a progress bar on stderr and print its summary table."""
+@data.command("build")
+def build_cmd(
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus recipe: mead, ravdess, crema-d, folder (see --list)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="The corpus folder, in the recipe's layout (see --list)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (tables, manifest, dataset card). "
+                                       "Rerunning into the same folder resumes and skips finished clips."),
+    list_recipes: bool = typer.Option(False, "--list", help="Show the corpus recipes (layout, labels, licence) and exit."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count)."),
+    speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate)."),
+    emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, in the corpus's words (e.g. happy,sad)."),
+    views: Optional[list[str]] = typer.Option(None, "--views", help="MEAD only: camera views (default front; 'all' for every view)."),
+    include_song: bool = typer.Option(False, "--include-song", help="RAVDESS only: also build the song clips."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips of the (sorted) selection."),
+    landmarks: bool = typer.Option(False, "--landmarks", help="Also store the 478 landmarks per frame (int16)."),
+    au_table: Optional[Path] = typer.Option(None, "--au-table", help="AU lookup table CSV (thresholds + phrases); default the packaged one."),
+    groups: Optional[Path] = typer.Option(None, "--groups", help="Label table CSV (emotion,intensity,level,labels); default the recipe's packaged one (this project's own annotation)."),
+    no_baseline: bool = typer.Option(False, "--no-baseline", help="Do not subtract each speaker's neutral AU mean before levelling."),
+    captions: int = typer.Option(5, "--captions", help="Caption variants per clip."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the captions (with the clip id)."),
+    test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
+    shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
+    landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+    phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/, offline pocketsphinx): "
+                                  "aligned to the clip's sentence where the corpus has one (RAVDESS, CREMA-D), else recognised."),
+) -> None:
+    """Build a TA-MEAD-style dataset from any supported corpus (one recipe per corpus; resumable).
+
+    Exit code 0 when every clip was built, 1 when some failed (recorded in failures/), 2 for bad input.
+    """
+    if list_recipes:
+        _print_recipes()
+        return
+    from talkclip import InputError
+
+    missing = [flag for flag, value in (("--corpus", corpus), ("--root", root), ("--out", out)) if value is None]
+    if missing:
+        raise InputError(f"{', '.join(missing)} required (or --list to see the recipes)")
+    summary = _build_and_report(corpus, root, out, jobs=jobs, speakers=_split_list(speakers),
+                                emotions=_split_list(emotions), views=_split_list(views) or (),
+                                include_song=include_song, limit=limit, landmarks=landmarks, au_table=au_table,
+                                groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
+                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
+                                retry_failed=not keep_failed, phonemes=phonemes)
+    raise typer.Exit(summary.exit_code)
+
+
+def _print_recipes() -> None:
+    from talkclip.pipelines.recipes import recipes
+
+    for name, r in recipes().items():
+        console.print(f"{name} (recipe version {r.version}): {r.summary}\n  layout:  {r.layout}\n"
+                      f"  labels:  {r.labels.name} (replace with --groups)\n  licence: {r.corpus.licence_name}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+def _build_and_report(corpus: str, root: Path, out: Path, **options):
+    """Run a corpus build with a progress bar on stderr and print its summary table."""
     import time as _time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from talkclip.pipelines.build_ta_mead import build_ta_mead
+    from talkclip.pipelines.recipes import build_corpus
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]} clips/s"), TextColumn("ETA"), TimeRemainingColumn(),
@@ -350,7 +390,8 @@ def _build_and_report(mead: Path, out: Path, **options):
     def on_progress(ev) -> None:  # the bar appears once the input has been checked
         if ev.stage == "start":
             started[0] = _time.perf_counter()
-            bar.start()
+            if err_console.is_terminal:   # a bar in a log file is noise; the table below has the figures
+                bar.start()
             bar.start_task(task)
             bar.update(task, total=ev.total, completed=0,
                        description=f"tracking ({ev.skipped} built before)" if ev.skipped else "tracking")
@@ -361,24 +402,30 @@ def _build_and_report(mead: Path, out: Path, **options):
             bar.update(task, description="annotating")
 
     try:
-        summary = build_ta_mead(mead, out, progress=on_progress, **options)
+        summary = build_corpus(corpus, root, out, progress=on_progress, **options)
+    except TalkclipError:
+        bar.live.transient = True   # the error's one line says it all
+        raise
     finally:
         if bar.live.is_started:   # a bar never started would still print an empty line
             bar.stop()
     for w in summary.warnings:
         err_console.print(f"warning: {w}", markup=False, highlight=False)
-    table = Table(title=f"TA-MEAD build in {summary.out_dir}")
+    table = Table(title=f"{corpus} build in {summary.out_dir}")
     table.add_column("")
     table.add_column("value", justify="right")
     fps = summary.frames_now / summary.track_seconds if summary.track_seconds > 0 and summary.frames_now else 0.0
     for k, v in (("clips selected", summary.selected), ("already built (skipped)", summary.skipped),
                  ("processed now", summary.processed), ("failed now", summary.failed_now),
+                 ("retried / recovered / still failing",
+                  f"{summary.retried} / {summary.recovered} / {summary.still_failing}"),
                  ("clips in table", summary.clips), ("failed (total)", summary.failed),
                  ("failures by stage", ", ".join(f"{s} {n}" for s, n in summary.failures_by_stage.items()) or "-"),
                  ("audio/video mismatch (flagged)", summary.av_mismatch), ("frames", summary.frames),
-                 ("train speakers", len(summary.train_speakers)),
-                 ("test speakers", ", ".join(summary.test_speakers) or "-"),
+                 ("train speakers / clips", f"{len(summary.train_speakers)} / {summary.train_clips}"),
+                 ("test speakers / clips", f"{', '.join(summary.test_speakers) or '-'} / {summary.test_clips}"),
                  ("not processed (rerun)", summary.missing),
+                 ("files skipped (name not in the corpus's scheme)", summary.skipped_names),
                  ("time", f"{summary.seconds:.1f} s"), ("tracking rate", f"{fps:.1f} frames/s")):
         table.add_row(k, str(v))
     console.print(table)
@@ -461,14 +508,17 @@ def push_cmd(
     from talkclip.pipelines.push import plan_push, push
 
     if dry_run:
-        plan = plan_push(out_dir, repo, private=private)
-        for path_in_repo, f in plan.files:
-            console.print(f"{f.stat().st_size:>12,d}  {path_in_repo}", markup=False, highlight=False)
-        console.print(f"{len(plan.files)} files, {plan.total_bytes:,d} bytes -> {repo} (one commit, not sent)",
-                      markup=False, highlight=False)
+        _print_plan(plan_push(out_dir, repo, private=private))
         return
     url = push(out_dir, repo, private=private)
     console.print(f"pushed: {url}", markup=False, highlight=False)
+
+
+def _print_plan(plan) -> None:
+    for path_in_repo, size in plan.sizes():
+        console.print(f"{size:>12,d}  {path_in_repo}", markup=False, highlight=False)
+    console.print(f"{len(plan.files)} files, {plan.total_bytes:,d} bytes -> {plan.repo_type} repo {plan.repo_id} "
+                  "(one commit, not sent)", markup=False, highlight=False, soft_wrap=True)
 
 
 @data.command("make-sample")
@@ -485,18 +535,53 @@ def make_sample_cmd(
     console.print(f"next: talkclip-data build-ta-mead --mead {rep.root} --out OUT", markup=False, highlight=False)
 
 
+# ---------------------------------------------------------------- phonemes (issue 13)
+
+@data.command("phonemes")
+def phonemes_cmd(
+    audio: Path = typer.Option(..., "--audio", help="Speech file (wav/m4a/mp3/mp4...: any audio the project reads)."),
+    text: Optional[str] = typer.Option(None, "--text", help="The spoken sentence: align its dictionary phones "
+                                       "(forced alignment) instead of recognising phones."),
+    fps: float = typer.Option(25.0, "--fps", help="Video frame rate of the frame ids (row t covers [t/fps, (t+1)/fps))."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (segments, frame ids) on stdout."),
+) -> None:
+    """Phone segments (phone, start, end) and per-frame phone ids of a speech file, offline (pocketsphinx)."""
+    import json
+
+    from rich.table import Table
+
+    from talkclip.annotate.phonemes import extract_file, frame_ids
+
+    frame_ids((), fps, 0)  # checks --fps before any decoding
+    result = extract_file(audio, text)
+    if as_json:
+        print(json.dumps(result.to_dict(fps), ensure_ascii=False))
+        return
+    table = Table(title=f"{audio.name}: {result.duration:.2f} s, {result.method}"
+                        + (f" ({result.note})" if result.note else ""))
+    for col in ("phone", "start", "end"):
+        table.add_column(col, justify="left" if col == "phone" else "right")
+    for s in result.segments:
+        table.add_row(s.phone, f"{s.start:.2f}", f"{s.end:.2f}")
+    console.print(table)
+    if result.oov:
+        console.print(f"spelled by rule (not in the dictionary): {', '.join(result.oov)}", markup=False)
+    console.print(f"frame ids at {fps:g} fps: {' '.join(map(str, result.ids(fps).tolist()))}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
 # ---------------------------------------------------------------- generate, eval, fit-basis (issue 5)
 
 @main.command("generate")
 def generate_cmd(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (model.safetensors + config.json)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (model.safetensors + config.json) or Hub model id ORG/NAME[@REVISION]."),
     image: Path = typer.Option(..., "--image", help="Portrait photo showing one face."),
     audio: Path = typer.Option(..., "--audio", help="Speech audio (wav, m4a, mp3, ...; any rate, mono or stereo)."),
     text: Optional[str] = typer.Option(None, "--text", help="Sentence describing the speaking style."),
     out: Path = typer.Option(..., "--out", help="Output .mp4 (H.264 video + the input audio as AAC)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     size: int = typer.Option(256, "--size", help="Output frame size in pixels: 256 or 512 (square face crop)."),
-    fps: int = typer.Option(25, "--fps", help="Output frame rate, 1..60 (25 and 30 are the usual ones)."),
+    fps: int = typer.Option(25, "--fps", help="Output frame rate in frames/s, 1..60 (25 and 30 are the usual ones)."),
     export_blendshapes: Optional[Path] = typer.Option(None, "--export-blendshapes",
                                                       help="Also write the 52 blendshape curves as CSV (Timecode, BlendShapeCount, channels)."),
     style_video: Optional[Path] = typer.Option(None, "--style-video", help="Take the style from this reference clip instead of --text."),
@@ -508,7 +593,7 @@ def generate_cmd(
     smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma in frames, 0..10; 0 = off)."),
     basis: Optional[Path] = typer.Option(None, "--basis", help="Fitted renderer basis (fit-basis) instead of the hand-built rig."),
     renderer: Optional[Path] = typer.Option(None, "--renderer", help="Trained neural renderer checkpoint "
-                                            "(`talkclip train-renderer`) instead of the hand-built rig."),
+                                            "(`talkclip train-renderer`; folder or Hub id ORG/NAME) instead of the hand-built rig."),
     threads: int = typer.Option(0, "--threads", help="Torch CPU threads while generating: 0 = torch's default "
                                 "(all cores), n >= 1 = n threads."),
     stream: bool = typer.Option(False, "--stream", help="Write a fragmented mp4 in place while generating (a player can "
@@ -620,25 +705,18 @@ def train_renderer_cmd(
     max_clips: Optional[int] = typer.Option(None, "--max-clips", help="Use at most this many clips (0 = all; default: the config's)."),
     frame_stride: Optional[int] = typer.Option(None, "--frame-stride", help="Cache every n-th face frame of a clip (default: the config's)."),
     threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0 = torch's default)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Also checkpoint every N steps "
+                                                   "(0 = only at the end; default: the config's)."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps per row of OUT/renderer_log.csv."),
 ) -> None:
     """Train the PIRenderer-style neural renderer (from scratch, no pretrained weights) on TA-MEAD frames;
     use the checkpoint with `talkclip generate --renderer DIR`."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from talkclip.pipelines.train_renderer import train_renderer
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err_console, transient=True) as bar:
-        tasks: dict = {}
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task("loading clips" if stage == "load" else "training", total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        summary = train_renderer(data_dir, config, out, steps=steps, device=device, batch_size=batch_size, seed=seed,
-                                 resume=resume, mead=mead, split=split, max_clips=max_clips,
-                                 frame_stride=frame_stride, threads=threads or None, progress=on_progress)
+    summary = train_renderer(data_dir, config, out, steps=steps, device=device, batch_size=batch_size, seed=seed,
+                             resume=resume, mead=mead, split=split, max_clips=max_clips, frame_stride=frame_stride,
+                             threads=threads or None, log_every=log_every, checkpoint_every=checkpoint_every,
+                             progress=True)
     for cid, why in summary.failures:
         err_console.print(f"skipped {cid}: {why}", markup=False, highlight=False)
     console.print(f"train-renderer: steps {summary.start_step} -> {summary.steps} on {summary.clips} clips "
@@ -647,3 +725,45 @@ def train_renderer_cmd(
         console.print(f"  {k:7s} first {summary.first.get(k, float('nan')):.4f}  last {summary.last[k]:.4f}",
                       markup=False, highlight=False)
     console.print(f"checkpoint: {summary.out_dir}   log: {summary.log_path}", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- push a checkpoint (issue 12)
+
+@main.command("push")
+def push_checkpoint_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder (talkclip train / train-sync / train-renderer)."),
+    repo: str = typer.Option(..., "--repo", help="Hub model repo id, OWNER/NAME (created if missing)."),
+    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only check the checkpoint and list the commit's files; no network."),
+    with_state: bool = typer.Option(False, "--with-state", help="Also upload the optimizer/resume state and training log."),
+    eval_report: Optional[Path] = typer.Option(None, "--eval", help="JSON of `talkclip eval --json`: its mean figures go into the model card."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Hub dataset repo of the TA-MEAD build it was trained on (named in the card)."),
+    license: str = typer.Option("other", "--license", help="License id for the card (default: other, MEAD-derived weights)."),
+) -> None:
+    """Publish a checkpoint to the Hugging Face Hub as one commit: model.safetensors, config.json and a model card."""
+    from talkclip.pipelines.push import CheckpointPushOptions, plan_checkpoint_push, push_checkpoint
+
+    opts = CheckpointPushOptions(checkpoint, repo, private=private, with_state=with_state, eval_report=eval_report,
+                                 dataset_repo=dataset, license=license)
+    if dry_run:
+        _print_plan(plan_checkpoint_push(opts))
+        return
+    console.print(f"pushed: {push_checkpoint(opts)}", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------- app (issue 14)
+
+@main.command("app")
+def app_cmd(
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="TalkCLIP checkpoint for the Generate tab "
+                                             "(a directory from `talkclip train`, or a Hub id org/name[@rev]); without it the tab says how to get one."),
+    data_dir: Optional[Path] = typer.Option(None, "--data", help="TA-MEAD build for the Dataset tab (from `talkclip-data build-ta-mead`)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default loopback only; 0.0.0.0 exposes it on the network)."),
+    port: int = typer.Option(7860, "--port", help="TCP port."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda, for generation."),
+) -> None:
+    """Browser app (Gradio): caption a video or photo, generate a talking head, browse a build.
+    Needs the optional extra: pip install -e '.[app]'. Never opens a public share link."""
+    from talkclip.pipelines.app import AppOptions, serve
+
+    serve(AppOptions(checkpoint=checkpoint, data=data_dir, host=host, port=port, device=device))

@@ -163,6 +163,8 @@ def _check_source(source: str, where: str) -> None:
 
 def _data_rows(path: Path) -> list[dict[str, str]]:
     """Rows of a CSV data file whose comment lines start with '#'."""
+    if Path(path).is_dir():
+        raise InputError(f"{path} is a folder; give a table file (.csv)")
     if not Path(path).is_file():
         raise InputError(f"no such table file: {path}")
     try:
@@ -309,12 +311,13 @@ class AUTable:
         assert x.shape == (NUM_AUS,), f"expected (12,) intensities, got {x.shape}"
         return (x[:, None] >= self.thresholds).sum(1).astype(np.int64)
 
-    def phrase(self, au: int, level: int, rng: random.Random | None = None) -> str:
-        """E.g. phrase(1, 3) -> "inner brows extremely raised"; ``rng`` picks one of the two verbs."""
+    def phrase(self, au: int, level: int, rng: random.Random | None = None, verb: int | None = None) -> str:
+        """E.g. phrase(1, 3) -> "inner brows extremely raised"; ``rng`` picks one of the two verbs
+        (or ``verb`` names it: 0 or 1; default the first)."""
         assert au in AU_IDS, f"AU {au} is not one of {AU_IDS}"
         assert 1 <= level <= 3, f"only active levels 1..3 have a phrase, got {level}"
         i = AU_IDS.index(au)
-        verb = self.verbs[i][rng.randrange(2)] if rng is not None else self.verbs[i][0]
+        verb = self.verbs[i][rng.randrange(2) if rng is not None else (verb or 0)]
         return " ".join(w for w in (self.nouns[i], self.adverbs[i][level - 1], verb) if w)
 
     def with_thresholds(self, thresholds: np.ndarray) -> "AUTable":
@@ -337,11 +340,10 @@ class AUTable:
         return hashlib.sha256(self.to_csv().encode("utf-8")).hexdigest()
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from talkclip.schemas.files import atomic_write_text
+
         head = "".join(f"# {c}\n" if c else "#\n" for c in self.comments)
-        path.write_text(head + self.to_csv(), encoding="utf-8")
-        return path
+        return atomic_write_text(path, head + self.to_csv())
 
 
 def load_au_table(path: str | Path | None = None) -> AUTable:

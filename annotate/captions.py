@@ -84,6 +84,27 @@ def _sentence(subject: str, emotion: str | None, aus: str | None, rng: random.Ra
     return f"{head} speaks with {rng.choice(NEUTRAL_FACES)}."
 
 
+def count_variants(*, au_levels: np.ndarray, au_table: AUTable, emotion_labels: Sequence[str] | None = None,
+                   drop_parts: bool = True) -> int:
+    """How many distinct captions :func:`render_captions` can give for these inputs (the subject
+    is fixed): A distinct AU phrases (a verb choice per active AU), E distinct emotion phrases,
+    and the kinds of sentence ("full", AU part only, emotion part only) in use."""
+    labels = [x for x in (emotion_labels or []) if x]
+    levels = np.asarray(au_levels)
+    active = order_active(levels)
+    au_count = 1
+    for au in active:
+        au_count *= len(set(au_table.verbs[AU_IDS.index(au)]))
+    emo_count = len({p for label in labels for p in emotion_phrases(label)})
+    if labels and active:
+        return emo_count * au_count + ((au_count + emo_count) if drop_parts else 0)
+    if labels:
+        return emo_count
+    if active:
+        return au_count
+    return len(NEUTRAL_FACES)
+
+
 def render_captions(*, subject: str, au_levels: np.ndarray, au_table: AUTable,
                     emotion_labels: Sequence[str] | None = None, n: int = 5, seed: int | str = 0,
                     drop_parts: bool = True) -> list[str]:
@@ -123,5 +144,29 @@ def render_captions(*, subject: str, au_levels: np.ndarray, au_table: AUTable,
             text = _sentence(subject, emotion, aus, rng)
             if text not in out:
                 break
+        if text in out:   # the random draws found nothing new: take an unused variant in seeded order
+            text = next((t for t in _all_variants(subject, labels, au_levels, au_table, both and drop_parts, rng)
+                         if t not in out), text)
         out.append(text)
     return out
+
+
+def _all_variants(subject: str, labels: list[str], au_levels: np.ndarray, au_table: AUTable,
+                  drop_parts: bool, rng: random.Random) -> list[str]:
+    """Every distinct caption for these inputs (see :func:`count_variants`), in a seeded order."""
+    import itertools
+
+    levels = np.asarray(au_levels)
+    active = order_active(levels)
+    verb_choices = [range(len(set(au_table.verbs[AU_IDS.index(au)]))) for au in active]
+    aus = [join_list([au_table.phrase(au, int(levels[AU_IDS.index(au)]), verb=v) for au, v in zip(active, pick)])
+           for pick in itertools.product(*verb_choices)] if active else []
+    emotions = sorted({p for label in labels for p in emotion_phrases(label)})
+    head = f"{article(subject).capitalize()} {subject}"
+    texts = [f"{head} {e} and speaks with {a}." for e in emotions for a in aus]
+    if drop_parts or not (emotions and aus):
+        texts += [f"{head} speaks with {a}." for a in aus] + [f"{head} {e} while speaking." for e in emotions]
+    if not (emotions or aus):
+        texts = [f"{head} speaks with {face}." for face in NEUTRAL_FACES]
+    rng.shuffle(texts)
+    return texts

@@ -61,19 +61,51 @@ def _open_av(src: Source):
 
 
 
+# Photos are reduced to this many pixels on their longer side while decoding: the landmarker
+# works on a 192 px face crop, and a 108 MP phone photo would otherwise cost ~0.3 GB per copy.
+MAX_IMAGE_SIDE = 4096
+
+
+def _to_rgb8(im) -> np.ndarray:
+    """A Pillow image of any mode -> (H, W, 3) uint8 RGB, shown the way an image viewer shows it:
+    alpha composited on white, palettes expanded, 16/32-bit integer and float greys scaled from
+    their full range (a 16-bit PNG is not clipped to white)."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
+            a = a / 257.0                                      # 0..65535 -> 0..255
+        elif im.mode == "F" and a.max(initial=0) <= 1.0:
+            a = a * 255.0                                      # float images in 0..1
+        g = np.clip(np.round(a), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
 def load_image(src: Source) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 RGB; EXIF rotation applied, RGBA/grey/palette converted."""
+    """Read an image as (H, W, 3) uint8 RGB: EXIF rotation applied, every mode Pillow opens
+    converted as a viewer shows it (see :func:`_to_rgb8`), and photos larger than
+    :data:`MAX_IMAGE_SIDE` reduced (quietly: a phone photo is not a decompression bomb)."""
+    import warnings
+
     from PIL import Image, ImageOps
 
     _check_exists(src)
     try:
-        with Image.open(src) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-                im = im.convert("RGBA")
-                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(bg, im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(src) as im:
+                if max(im.size) > MAX_IMAGE_SIDE:
+                    im.draft("RGB", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))  # JPEG: decode at reduced scale
+                im = ImageOps.exif_transpose(im)
+                if max(im.size) > MAX_IMAGE_SIDE:
+                    im.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE), Image.Resampling.LANCZOS)
+                return _to_rgb8(im)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise MediaError(f"cannot read image {_name(src)}: {one_line(e)}") from None
 
@@ -186,3 +218,56 @@ def read_bytes_source(data: bytes, name: str) -> BinaryIO:
     buf = io.BytesIO(data)
     buf.name = name
     return buf
+
+
+def prefetch(items: Iterator, depth: int = 8) -> Iterator:
+    """Run ``items`` (e.g. video decoding) in a background thread, ``depth`` items ahead.
+
+    Decoding and colour conversion then overlap with the landmarker, whose native calls release
+    the GIL. Exceptions raised by the producer (e.g. MediaError for a truncated file) are
+    re-raised in the consumer at the point where they happened; closing the consumer early stops
+    the producer.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((None, item)):
+                    break
+            else:
+                put((None, done))
+        except BaseException as e:  # handed to the consumer thread
+            put((e, None))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator: release its file handles in this thread
+
+    worker = threading.Thread(target=produce, name="talkclip-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            err, item = q.get()
+            if err is not None:
+                raise err
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)

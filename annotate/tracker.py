@@ -12,11 +12,11 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from talkclip import MissingAssetError, NoFaceError, one_line
+from talkclip import MediaError, MissingAssetError, NoFaceError, one_line
 from talkclip.schemas import BLENDSHAPE_NAMES, NUM_BLENDSHAPES, NUM_LANDMARKS
 
 from .media import Frame, Source, iter_frames, probe
@@ -93,7 +93,8 @@ class FaceTracker:
     """
 
     def __init__(self, model_path: str | Path | None = None, mode: str = "video", max_faces: int = 4):
-        assert mode in ("video", "image"), f"mode must be 'video' or 'image', got {mode!r}"
+        if mode not in ("video", "image"):
+            raise ValueError(f"mode must be 'video' or 'image', got {mode!r}")
         from mediapipe.tasks.python import BaseOptions, vision
 
         self.mode = mode
@@ -134,8 +135,8 @@ class FaceTracker:
         """Track one RGB frame (H, W, 3) uint8. Returns None when no face is found."""
         import mediapipe as mp
 
-        assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8, \
-            f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}"
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise MediaError(f"expected an (H, W, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         ctx = _quiet_fd2() if not self._warm else contextlib.nullcontext()
         with ctx:
@@ -161,7 +162,9 @@ class FaceTracker:
             name = c.category_name or BLENDSHAPE_NAMES[j]
             bs[BLENDSHAPE_NAMES.index(name)] = c.score
         pose = np.asarray(res.facial_transformation_matrixes[i], dtype=np.float32).reshape(4, 4)
-        assert lms.shape == (NUM_LANDMARKS, 3), f"expected 478 landmarks, got {lms.shape}"
+        if lms.shape != (NUM_LANDMARKS, 3):
+            raise MissingAssetError(f"the landmarker model gives {lms.shape[0]} landmarks, not {NUM_LANDMARKS}; "
+                                    f"{LANDMARKER_HINT}")
         return FaceResult(bs, pose, lms)
 
 
@@ -188,21 +191,61 @@ class Track:
         return int(self.face.sum())
 
 
-def track_frames(frames: Iterable[Frame], tracker: FaceTracker, *, source: str = "",
-                 fps: float = 0.0) -> Track:
-    """Run ``tracker`` over decoded frames and stack the results into a :class:`Track`."""
+def detect_frames(frames: Iterable[Frame], tracker: FaceTracker, *,
+                  offset_ms: int = 0) -> Iterator[tuple[Frame, FaceResult | None]]:
+    """THE tracking loop: (frame, face or None) for each decoded frame, in order.
+
+    ``offset_ms`` shifts the timestamps the landmarker sees (VIDEO mode needs them strictly
+    increasing across the clips one landmarker tracks); the frames keep their own.
+    """
+    for fr in frames:
+        yield fr, tracker.detect(fr.rgb, fr.timestamp_ms + offset_ms)
+
+
+def iter_tracked(src: Source, tracker: FaceTracker, *, offset_ms: int = 0, prefetch: bool = False,
+                 check_complete: bool = True) -> Iterator[tuple[Frame, FaceResult | None]]:
+    """THE decode-then-track loop: decode ``src`` (in a background thread with ``prefetch``, so
+    decoding overlaps the landmarker) and track every frame (:func:`detect_frames`)."""
+    from .media import prefetch as ahead
+
+    frames = iter_frames(src, check_complete=check_complete)
+    yield from detect_frames(ahead(frames) if prefetch else frames, tracker, offset_ms=offset_ms)
+
+
+def stack_track(tracked: Iterable[tuple[Frame, FaceResult | None]], *, source: str = "", fps: float = 0.0,
+                on_frame: Callable[[int], None] | None = None) -> Track:
+    """Collect (frame, face) pairs into a :class:`Track`; ``on_frame(index)`` after each frame."""
     ts, face, bs, pose, lms = [], [], [], [], []
     width = height = 0
-    for fr in frames:
+    for fr, r in tracked:
         height, width = fr.rgb.shape[:2]
-        r = tracker.detect(fr.rgb, fr.timestamp_ms)
         ts.append(fr.timestamp_ms)
         face.append(r is not None)
         bs.append(r.blendshapes if r is not None else np.zeros(NUM_BLENDSHAPES, np.float32))
         pose.append(r.pose if r is not None else np.zeros((4, 4), np.float32))
         lms.append(r.landmarks if r is not None else np.zeros((NUM_LANDMARKS, 3), np.float32))
+        if on_frame is not None:
+            on_frame(fr.index)
+    if not ts:
+        return Track(source, fps, 0, 0, np.zeros(0, np.int64), np.zeros(0, bool),
+                     np.zeros((0, NUM_BLENDSHAPES), np.float32), np.zeros((0, 4, 4), np.float32),
+                     np.zeros((0, NUM_LANDMARKS, 3), np.float32))
     return Track(source, fps, width, height, np.asarray(ts, np.int64), np.asarray(face, bool),
                  np.stack(bs), np.stack(pose), np.stack(lms))
+
+
+def track_frames(frames: Iterable[Frame], tracker: FaceTracker, *, source: str = "",
+                 fps: float = 0.0) -> Track:
+    """Run ``tracker`` over already decoded frames and stack the results into a :class:`Track`."""
+    return stack_track(detect_frames(frames, tracker), source=source, fps=fps)
+
+
+def track_video(src: Source, tracker: FaceTracker, *, source: str = "", fps: float = 0.0, offset_ms: int = 0,
+                prefetch: bool = False, on_frame: Callable[[int], None] | None = None) -> Track:
+    """Decode and track a whole video or image (:func:`iter_tracked`) into a :class:`Track`
+    (timestamps are the media's own, whatever ``offset_ms`` the landmarker saw)."""
+    return stack_track(iter_tracked(src, tracker, offset_ms=offset_ms, prefetch=prefetch),
+                       source=source, fps=fps, on_frame=on_frame)
 
 
 def track_media(src: Source, landmarker: str | Path | None = None, *,
@@ -219,25 +262,12 @@ def track_media(src: Source, landmarker: str | Path | None = None, *,
     if owned:
         tracker = FaceTracker(landmarker, mode=mode)
     try:
-        assert tracker.mode == mode, f"tracker is in {tracker.mode} mode but {info.path} needs {mode}"
-        track = track_frames(iter_frames(src), tracker, source=info.path, fps=info.fps)
+        if tracker.mode != mode:
+            raise ValueError(f"tracker is in {tracker.mode} mode but {info.path} needs {mode}")
+        track = track_video(src, tracker, source=info.path, fps=info.fps)
     finally:
         if owned:
             tracker.close()
     if require_face and track.frames_with_face == 0:
         raise NoFaceError(f"no face found in any of the {track.frames} frame(s) of {info.path}")
     return track
-
-
-def iter_tracks(sources: Iterable[Source], landmarker: str | Path | None = None) -> Iterator[Track]:
-    """Track many media files with one landmarker per mode (videos share one, stills another)."""
-    trackers: dict[str, FaceTracker] = {}
-    try:
-        for src in sources:
-            mode = "image" if probe(src).is_image else "video"
-            if mode not in trackers:
-                trackers[mode] = FaceTracker(landmarker, mode=mode)
-            yield track_media(src, tracker=trackers[mode])
-    finally:
-        for t in trackers.values():
-            t.close()

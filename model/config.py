@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from talkclip import ConfigError, one_line
+from talkclip.annotate.phonemes import n_phonemes
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -35,7 +36,7 @@ class ModelConfig:
     style_frames: int = 256     # most frames the video-to-style encoder reads
     style_tokens: int = 4       # the style code is split into this many decoder memory tokens
     audio_input: str = "mel"    # "mel" | "phoneme" | "mel+phoneme" (phoneme ids need alignments)
-    n_phonemes: int = 42        # 41 CMU phones + silence (id 0)
+    n_phonemes: int = 42        # rows of the phone table annotate/data/phones.csv (silence = id 0)
     tem_disc_channels: int = 128  # width of the temporal PatchGAN discriminator
     sync_window: int = 9        # frames the lip-sync discriminator compares
     sync_dim: int = 128         # embedding size inside the lip-sync discriminator
@@ -46,7 +47,7 @@ class TextConfig:
     backend: str = "clip"       # "clip" (open_clip tower + weights) | "clip-random" | "minilm"
     clip_model: str = "ViT-B-32"
     weights: str | None = None  # local .safetensors of an open_clip CLIP model (text keys used)
-    hf_repo: str | None = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"  # looked up in the HF cache only
+    hf_repo: str | None = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"  # HF cache, else downloaded
     hf_file: str = "open_clip_model.safetensors"
     quick_gelu: bool = False    # True for OpenAI's original weights
     width: int | None = None    # clip-random only: override the tower's width/layers/heads/context
@@ -113,10 +114,6 @@ class TalkCLIPConfig:
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
-    @property
-    def window_frames(self) -> int:
-        return 2 * self.model.window + 1
-
 
 def _check_value(where: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against a simple type hint; return it normalised (ints to floats etc.)."""
@@ -181,6 +178,8 @@ def validate(cfg: TalkCLIPConfig) -> TalkCLIPConfig:
         (m.style_tokens >= 1, "model.style_tokens must be >= 1"),
         (m.audio_input in AUDIO_INPUTS, f"model.audio_input must be one of {', '.join(AUDIO_INPUTS)}"),
         (m.n_phonemes >= 2, "model.n_phonemes must be >= 2"),
+        ("phoneme" not in m.audio_input or m.n_phonemes == n_phonemes(),
+         f"model.n_phonemes must be {n_phonemes()} (the phone table's size) when model.audio_input uses phonemes"),
         (1 <= m.sync_window <= m.seq_len, "model.sync_window must be in [1, model.seq_len]"),
         (t.backend in TEXT_BACKENDS, f"text.backend must be one of {', '.join(TEXT_BACKENDS)}"),
         (t.adapter_reduction >= 1, "text.adapter_reduction must be >= 1"),
@@ -198,6 +197,8 @@ def validate(cfg: TalkCLIPConfig) -> TalkCLIPConfig:
         (tr.p_ramp_steps >= 0 and tr.checkpoint_every >= 0 and tr.log_every >= 1 and tr.workers >= 0,
          "train: p_ramp_steps, checkpoint_every, workers >= 0 and log_every >= 1"),
         (tr.sync_min_shift >= 1, "train.sync_min_shift must be >= 1"),
+        (m.seq_len - m.sync_window >= tr.sync_min_shift,
+         "model.seq_len - model.sync_window must be >= train.sync_min_shift (room for shifted negatives)"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -7,8 +7,13 @@ computed once per clip (optionally cached as .npy files under ``cache_dir``).
 
 Decisions (documented behaviour):
 - Clips shorter than ``model.seq_len`` frames, clips without captions, clips without any
-  tracked face, and clips flagged ``av_mismatch`` (their audio does not line up with the video)
-  are skipped; the counts are reported in ``TAMEADData.skipped``.
+  tracked face, clips flagged ``av_mismatch`` (their audio does not line up with the video) and
+  clips without a frames row or an audio row are skipped; the counts, one per reason, are
+  reported in ``TAMEADData.skipped`` (and printed by ``talkclip train``).
+- Configs whose ``model.audio_input`` reads phonemes also read the build's phoneme track
+  (``OUT/phonemes``, written by ``--phonemes``): each clip gets its (T,) phone ids and each
+  window its (L + 2w,) ids (silence beyond the clip); a clip without a track row is skipped
+  (``no_phonemes``), a build without the table is refused with a one-line LayoutError.
 - Frames without a face are filled by linear interpolation between tracked neighbours (edge
   frames repeat the nearest tracked frame); ``frame_mask`` marks them so L1 ignores them (the
   1-D SSIM runs on the filled sequence).
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -30,8 +34,10 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from talkclip import ConfigError, InputError, LayoutError, one_line
+from talkclip import InputError, LayoutError
 from talkclip.schemas import NUM_BLENDSHAPES
+from talkclip.schemas.build import Build, open_build
+from talkclip.schemas.files import atomic_write
 
 from .audio import SILENCE, audio_features
 from .config import TalkCLIPConfig
@@ -39,36 +45,10 @@ from .config import TalkCLIPConfig
 TABLE_DIRS = ("clips", "frames", "audio")
 
 
-def _shards(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".") and p.is_file())
-
-
-def check_layout(data_dir: str | Path) -> dict[str, list[Path]]:
-    """The parquet shards of each table, or LayoutError naming what is missing."""
-    d = Path(data_dir)
-    if not d.exists():
-        raise InputError(f"data directory not found: {d}")
-    if not d.is_dir():
-        raise LayoutError(f"not a TA-MEAD directory (not a folder): {d}")
-    out = {}
-    for name in TABLE_DIRS:
-        files = _shards(d / name)
-        if not files:
-            raise LayoutError(f"not a TA-MEAD directory: {d} has no {name}/*.parquet "
-                              "(expected clips/, frames/, audio/ written by talkclip-data build-ta-mead)")
-        out[name] = files
-    return out
-
-
-def _read(files: list[Path], columns: list[str]):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        tables = [pq.read_table(f, columns=columns) for f in files]
-    except (pa.ArrowInvalid, OSError, KeyError) as e:
-        raise LayoutError(f"unreadable TA-MEAD table {files[0].parent}: {one_line(e)}") from None
-    return pa.concat_tables(tables)
+def check_layout(data_dir: str | Path) -> Build:
+    """The build in ``data_dir`` with its clips, frames and audio tables, or the one
+    "not a TA-MEAD build" LayoutError (:func:`talkclip.schemas.build.open_build`)."""
+    return open_build(data_dir, TABLE_DIRS)
 
 
 def fill_missing(bs: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -91,6 +71,7 @@ class Clip:
     blendshapes: np.ndarray   # (T, 52) float32, missing faces interpolated
     face: np.ndarray          # (T,) bool
     audio: np.ndarray         # (T, n_mels) float32 aligned to frames
+    phonemes: np.ndarray | None = None  # (T,) int64 phone ids (configs that read phonemes)
 
 
 @dataclass
@@ -105,18 +86,16 @@ def _feature_key(cfg: TalkCLIPConfig, fps: float, n: int, n_samples: int) -> str
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None = "train",
-                cache_dir: str | Path | None = None, limit: int | None = None) -> TAMEADData:
-    """Read the clips of ``split`` (None = all) with their frames and audio features."""
-    if "phoneme" in cfg.model.audio_input:
-        raise ConfigError(f"training with model.audio_input={cfg.model.audio_input!r} is not implemented: TA-MEAD "
-                          "carries no phoneme alignments (the model accepts phoneme ids; the reader does not); use 'mel'")
-    files = check_layout(data_dir)
-    clips_t = _read(files["clips"], ["clip_id", "split", "fps", "frames", "frames_with_face",
-                                     "av_mismatch", "captions"]).to_pylist()
-    skipped = {"split": 0, "too_short": 0, "no_captions": 0, "no_face": 0, "av_mismatch": 0, "no_audio": 0}
+SKIP_REASONS = ("split", "too_short", "no_captions", "no_face", "av_mismatch", "no_frames", "no_audio", "no_phonemes")
+
+
+def _select(build: Build, cfg: TalkCLIPConfig, split: str | None, limit: int | None,
+            skipped: dict[str, int]) -> dict[str, dict]:
+    """clip id -> clips row of the clips worth reading; counts the others in ``skipped``."""
+    rows = build.read("clips", ["clip_id", "split", "fps", "frames", "frames_with_face", "av_mismatch",
+                                "captions"]).to_pylist()
     meta = {}
-    for r in clips_t:
+    for r in rows:
         if split is not None and r["split"] != split:
             skipped["split"] += 1
         elif not r["captions"]:
@@ -129,72 +108,101 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
             skipped["too_short"] += 1
         else:
             meta[r["clip_id"]] = r
-    if limit is not None:
-        meta = dict(list(meta.items())[:limit])
+    return dict(list(meta.items())[:limit]) if limit is not None else meta
+
+
+def _read_frames(build: Build, meta: dict[str, dict]) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """clip id -> (blendshapes (T, 52), face (T,), fps) for the clips in ``meta``."""
     frames: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
-    import pyarrow.parquet as pq
+    for batch in build.batches("frames", ["clip_id", "fps", "face", "blendshapes"], 64):
+        ids = batch.column("clip_id").to_pylist()
+        want = [i for i, c in enumerate(ids) if c in meta]
+        if not want:
+            continue
+        fps = batch.column("fps").to_pylist()
+        bs_col, face_col = batch.column("blendshapes"), batch.column("face")
+        for i in want:
+            bs = np.asarray(bs_col[i].values.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+            bs = bs.reshape(-1, NUM_BLENDSHAPES)                                   # (T, 52)
+            face = np.asarray(face_col[i].values.to_numpy(zero_copy_only=False), dtype=bool)  # (T,)
+            if len(face) != len(bs):
+                raise LayoutError(f"frames of {ids[i]}: {len(face)} face flags vs {len(bs)} blendshape rows")
+            frames[ids[i]] = (bs, face, float(fps[i] or meta[ids[i]]["fps"]))
+    return frames
 
-    def batches(f: Path, columns: list[str], batch_size: int):
-        """Record batches of one shard; a damaged shard is a one-line LayoutError."""
-        try:
-            yield from pq.ParquetFile(f).iter_batches(columns=columns, batch_size=batch_size)
-        except (OSError, ValueError) as e:   # pyarrow's ArrowInvalid is a ValueError
-            raise LayoutError(f"unreadable TA-MEAD shard {f}: {one_line(e)}") from None
 
-    for f in files["frames"]:
-        for batch in batches(f, ["clip_id", "fps", "face", "blendshapes"], 64):
-            ids = batch.column("clip_id").to_pylist()
-            want = [i for i, c in enumerate(ids) if c in meta]
-            if not want:
+def _read_phonemes(build: Build, cfg: TalkCLIPConfig, frames: dict) -> dict[str, np.ndarray] | None:
+    """clip id -> (T,) int64 phone ids of the clips in ``frames`` (id -> (blendshapes (T, 52), ...))
+    from the build's phoneme track, when the config reads phonemes (None when it does not)."""
+    if "phoneme" not in cfg.model.audio_input:
+        return None
+    if not build.files("phonemes"):
+        raise LayoutError(f"{build.root} has no phoneme track (phonemes/*.parquet) but model.audio_input is "
+                          f"{cfg.model.audio_input!r}: rebuild with --phonemes, or use a 'mel' config")
+    out: dict[str, np.ndarray] = {}
+    for batch in build.batches("phonemes", ["clip_id", "frame_ids"], 64):
+        col = batch.column("frame_ids")
+        for i, cid in enumerate(batch.column("clip_id").to_pylist()):
+            if cid not in frames or col[i].values is None:
                 continue
-            fps = batch.column("fps").to_pylist()
-            bs_col = batch.column("blendshapes")
-            face_col = batch.column("face")
-            for i in want:
-                bs = np.asarray(bs_col[i].values.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-                bs = bs.reshape(-1, NUM_BLENDSHAPES)
-                face = np.asarray(face_col[i].values.to_numpy(zero_copy_only=False), dtype=bool)
-                if len(face) != len(bs):
-                    raise LayoutError(f"frames of {ids[i]}: {len(face)} face flags vs {len(bs)} blendshape rows")
-                frames[ids[i]] = (bs, face, float(fps[i] or meta[ids[i]]["fps"]))
-    out: list[Clip] = []
-    late_skips = 0
+            ids = np.asarray(col[i].values.to_numpy(zero_copy_only=False), dtype=np.int64)   # (T,)
+            if len(ids) != len(frames[cid][0]):
+                raise LayoutError(f"phoneme track of {cid}: {len(ids)} frame ids vs {len(frames[cid][0])} frames")
+            out[cid] = ids
+    return out
+
+
+def _features(cid: str, samples: np.ndarray, fps: float, n_frames: int, cfg: TalkCLIPConfig,
+              cache: Path | None) -> np.ndarray:
+    """(T, n_mels) audio features of one clip, from the .npy cache when it holds them."""
+    path = cache / f"{cid}.{_feature_key(cfg, fps, n_frames, len(samples))}.npy" if cache else None
+    if path is not None and path.is_file():
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            pass
+    feats = audio_features(samples.astype(np.int16), fps, n_frames, cfg).numpy()
+    if path is not None:   # ranks and workers may race: the atomic write keeps the file whole
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.save(f, feats)
+
+        atomic_write(path, save)
+    return feats
+
+
+def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None = "train",
+                cache_dir: str | Path | None = None, limit: int | None = None) -> TAMEADData:
+    """Read the clips of ``split`` (None = all) with their frames and audio features."""
+    build = check_layout(data_dir)
+    skipped = {k: 0 for k in SKIP_REASONS}
+    meta = _select(build, cfg, split, limit, skipped)
+    frames = _read_frames(build, meta)
+    skipped["no_frames"] = len(meta) - len(frames)   # kept clips without a frames row
+    phones = _read_phonemes(build, cfg, frames)
     cache = Path(cache_dir) if cache_dir else None
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
-    for f in files["audio"]:
-        for batch in batches(f, ["clip_id", "sample_rate", "samples"], 16):
-            ids = batch.column("clip_id").to_pylist()
-            for i, cid in enumerate(ids):
-                if cid not in frames or cid not in meta:
-                    continue
-                bs, face, fps = frames.pop(cid)
-                if not face.any() or len(bs) < cfg.model.seq_len:
-                    skipped["no_face" if not face.any() else "too_short"] += 1
-                    late_skips += 1
-                    continue
-                sr = batch.column("sample_rate")[i].as_py()
-                samples = batch.column("samples")[i].values.to_numpy(zero_copy_only=False)
-                if sr != cfg.audio.sample_rate:
-                    raise LayoutError(f"audio of {cid} is {sr} Hz; the model config expects {cfg.audio.sample_rate} Hz")
-                feats = None
-                path = None
-                if cache:
-                    path = cache / f"{cid}.{_feature_key(cfg, fps, len(bs), len(samples))}.npy"
-                    if path.is_file():
-                        try:
-                            feats = np.load(path, allow_pickle=False)
-                        except (OSError, ValueError):
-                            feats = None
-                if feats is None:
-                    feats = audio_features(samples.astype(np.int16), fps, len(bs), cfg).numpy()
-                    if path is not None:
-                        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")  # ranks may race
-                        np.save(tmp, feats)
-                        tmp.replace(path)
-                out.append(Clip(cid, fps, list(meta[cid]["captions"]), fill_missing(bs, face), face,
-                                feats.astype(np.float32)))
-    skipped["no_audio"] = len(meta) - len(out) - late_skips  # kept clips without frames or audio rows
+    out: list[Clip] = []
+    for batch in build.batches("audio", ["clip_id", "sample_rate", "samples"], 16):
+        for i, cid in enumerate(batch.column("clip_id").to_pylist()):
+            if cid not in frames or cid not in meta:
+                continue
+            bs, face, fps = frames.pop(cid)
+            if not face.any() or len(bs) < cfg.model.seq_len:
+                skipped["no_face" if not face.any() else "too_short"] += 1
+                continue
+            sr = batch.column("sample_rate")[i].as_py()
+            if sr != cfg.audio.sample_rate:
+                raise LayoutError(f"audio of {cid} is {sr} Hz; the model config expects {cfg.audio.sample_rate} Hz")
+            samples = batch.column("samples")[i].values.to_numpy(zero_copy_only=False)
+            feats = _features(cid, samples, fps, len(bs), cfg, cache)
+            if phones is not None and cid not in phones:
+                skipped["no_phonemes"] += 1
+                continue
+            out.append(Clip(cid, fps, list(meta[cid]["captions"]), fill_missing(bs, face), face,
+                            feats.astype(np.float32), None if phones is None else phones[cid]))
+    skipped["no_audio"] = len(frames)   # clips with a frames row but no audio row
     out.sort(key=lambda c: c.clip_id)
     if not out:
         raise InputError(f"no usable clips in {data_dir} (split {split}): skipped {skipped}")
@@ -235,7 +243,7 @@ class TAMEADWindows(torch.utils.data.Dataset):
         if not smask.any():
             smask[:n] = True  # interpolated frames stand in when the crop has no tracked face
         caption = c.captions[int(rng.integers(len(c.captions)))]
-        return {
+        item = {
             "blendshapes": torch.from_numpy(np.array(c.blendshapes[s:s + L])),  # (L, 52)
             "frame_mask": torch.from_numpy(c.face[s:s + L].copy()),                        # (L,)
             "audio": torch.from_numpy(audio),                                              # (L+2w, F)
@@ -243,6 +251,11 @@ class TAMEADWindows(torch.utils.data.Dataset):
             "style_mask": torch.from_numpy(smask),                                         # (S,)
             "captions": caption,
         }
+        if c.phonemes is not None:   # phone ids with w context frames each side, silence (0) beyond
+            ph = np.zeros(L + 2 * w, dtype=np.int64)
+            ph[lo - (s - w): hi - (s - w)] = c.phonemes[lo:hi]
+            item["phonemes"] = torch.from_numpy(ph)                                        # (L+2w,)
+        return item
 
 
 class StepBatches(torch.utils.data.Sampler):

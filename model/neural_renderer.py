@@ -42,7 +42,6 @@ Checkpoint directory: ``model.safetensors`` (metadata kind = "neural-renderer") 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -376,22 +375,21 @@ class PIRenderNet(nn.Module):
 # ---------------------------------------------------------------- checkpoints
 
 def save_renderer(model: PIRenderNet, out_dir: str | Path) -> Path:
-    """Write ``model.safetensors`` (kind neural-renderer) + ``config.json`` into ``out_dir``."""
-    from talkclip.model.checkpoint import atomic_write, save_tensors
+    """Write ``model.safetensors`` (kind neural-renderer) + ``config.json`` into ``out_dir``
+    (:func:`talkclip.model.checkpoint.save_checkpoint`, the one checkpoint writer)."""
+    from talkclip.model.checkpoint import save_checkpoint
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_tensors(model.state_dict(), out / MODEL_FILE, {"kind": KIND, "format": "pt"})
-    atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n"))
-    return out
+    return save_checkpoint(model, out_dir, kind=KIND)
 
 
 def load_renderer(path: str | Path, device: str | torch.device = "cpu") -> PIRenderNet:
-    """Load a renderer checkpoint directory; CheckpointError (one line) when missing/corrupt,
-    not a renderer (a TalkCLIP checkpoint, say) or holding non-finite weights."""
+    """Load a renderer checkpoint directory (or Hub id org/name[@rev]); CheckpointError (one
+    line) when missing/corrupt, not a renderer (a TalkCLIP checkpoint, say) or holding
+    non-finite weights."""
     from talkclip.model.checkpoint import load_tensors, read_checkpoint_config, require_finite
+    from talkclip.model.hub import resolve_checkpoint
 
-    p = Path(path)
+    p = resolve_checkpoint(path, "renderer checkpoint")   # a local directory, or a Hub id org/name[@rev]
     if p.is_dir() and (p / MODEL_FILE).is_file():   # the kind first: a TalkCLIP config is not a bad renderer config
         sd, meta = load_tensors(p / MODEL_FILE)
         if meta.get("kind") != KIND:

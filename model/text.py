@@ -23,6 +23,7 @@ from torch import nn
 from talkclip import ConfigError, MissingAssetError, one_line
 
 from .config import TextConfig
+from .hub import hub_file
 
 
 def _open_clip():
@@ -44,7 +45,7 @@ class TextBackbone(nn.Module):
 
 
 class ClipTextBackbone(TextBackbone):
-    """open_clip text tower (random init, or weights from a local file / the HF cache)."""
+    """open_clip text tower (random init, or weights from a local file / the Hub)."""
 
     def __init__(self, cfg: TextConfig, *, load_weights: bool = True):
         super().__init__()
@@ -99,7 +100,8 @@ class ClipTextBackbone(TextBackbone):
 
 
 def resolve_clip_weights(cfg: TextConfig) -> Path:
-    """Find CLIP text weights locally (config path, else the HF cache); never download."""
+    """The CLIP weights file: ``text.weights`` when set, else ``text.hf_repo``/``text.hf_file``
+    through the Hugging Face cache, downloaded when missing (one-line error when offline)."""
     if cfg.weights:
         p = Path(cfg.weights).expanduser()
         if not p.is_file():
@@ -107,19 +109,13 @@ def resolve_clip_weights(cfg: TextConfig) -> Path:
         if p.suffix != ".safetensors":
             raise MissingAssetError(f"CLIP weights must be a .safetensors file (no pickles): {p}")
         return p
-    if cfg.hf_repo:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            hit = try_to_load_from_cache(cfg.hf_repo, cfg.hf_file)
-        except Exception:  # noqa: BLE001 - any cache-lookup failure means "not cached"
-            hit = None
-        if isinstance(hit, str) and Path(hit).is_file():
-            return Path(hit)
-    raise MissingAssetError(
-        "pretrained CLIP text weights are not available offline: set text.weights to a local "
-        f"open_clip .safetensors file, or put {cfg.hf_repo or 'an open_clip repo'}/{cfg.hf_file} in the "
-        "Hugging Face cache (huggingface-cli download), or use backend minilm / clip-random")
+    if not cfg.hf_repo:
+        raise MissingAssetError("the clip text backend needs weights: set text.weights to a local open_clip "
+                                ".safetensors file or text.hf_repo/text.hf_file to a Hub repo")
+    if not cfg.hf_file.endswith(".safetensors"):
+        raise MissingAssetError(f"text.hf_file must be a .safetensors file (no pickles), got {cfg.hf_file!r}")
+    return hub_file(cfg.hf_repo, cfg.hf_file, what="pretrained CLIP text weights",
+                    hint="; or set text.weights to a local copy, or train with --config base-minilm (offline text encoder)")
 
 
 class MiniLMBackbone(TextBackbone):

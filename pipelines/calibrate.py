@@ -20,17 +20,15 @@ how many clips each AU's figures rest on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from talkclip import InputError, LayoutError, one_line
+from talkclip import InputError
 from talkclip.schemas import AU_IDS
-from talkclip.schemas.tamead import CLIPS_SCHEMA
-
-from . import shards
+from talkclip.schemas.build import open_build
+from talkclip.schemas.files import check_output_file
 
 MIN_T1 = 0.05
 MIN_GAP = 0.05
@@ -49,23 +47,16 @@ class CalibrationReport:
 
 
 def read_clips(out_dir: str | Path):
-    """The clips table of a build as a pyarrow Table; LayoutError when it is not a build."""
-    out = Path(out_dir)
-    if not out.is_dir():
-        raise InputError(f"no such folder: {out}")
-    if not shards.shard_files(out / "clips"):
-        raise LayoutError(f"{out} is not a TA-MEAD build: no clips/*.parquet (run build-ta-mead first)")
-    try:
-        return shards.read_table(out / "clips", CLIPS_SCHEMA)
-    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-        raise LayoutError(f"unreadable clips table in {out}: {one_line(e)}") from None
+    """The clips table of a build as a pyarrow Table (the one build reader checks it is one)."""
+    return open_build(out_dir, ("clips",)).read("clips")
 
 
 def derive_thresholds(neutral: np.ndarray, emotional: np.ndarray, base: np.ndarray, *, neutral_q: float = 0.95,
                       level2_q: float = 0.5, level3_q: float = 0.85, min_active: int = 3) -> tuple[np.ndarray, list[int]]:
     """neutral (N, 12), emotional (E, 12) intensities, base (12, 3) -> new (12, 3) thresholds, active counts."""
-    assert neutral.ndim == 2 and neutral.shape[1] == len(AU_IDS), f"neutral must be (N, 12), got {neutral.shape}"
-    assert emotional.ndim == 2 and emotional.shape[1] == len(AU_IDS), f"emotional must be (E, 12), got {emotional.shape}"
+    for name, a in (("neutral", neutral), ("emotional", emotional)):
+        if a.ndim != 2 or a.shape[1] != len(AU_IDS):
+            raise ValueError(f"{name} intensities must be (N, {len(AU_IDS)}), got {a.shape}")
     out = np.zeros((len(AU_IDS), 3))
     n_active = []
     for i in range(len(AU_IDS)):
@@ -98,7 +89,9 @@ def calibrate(out_dir: str | Path, *, out_file: str | Path | None = None, base_t
             raise InputError(f"{name} must be between 0 and 1, got {q}")
     if level3_q <= level2_q:
         raise InputError("the level-3 quantile must be above the level-2 quantile")
-    clips = read_clips(out_dir)
+    build = open_build(out_dir, ("clips",))
+    path = check_output_file(Path(out_file) if out_file else build.root / "au_table.calibrated.csv", "--out")
+    clips = build.read("clips", ["emotion", "au_intensity"])
     emotion = np.array(clips.column("emotion").to_pylist())
     intensity = np.array(clips.column("au_intensity").to_pylist(), dtype=np.float64).reshape(-1, len(AU_IDS))
     neutral, emotional = intensity[emotion == "neutral"], intensity[emotion != "neutral"]
@@ -115,10 +108,7 @@ def calibrate(out_dir: str | Path, *, out_file: str | Path | None = None, base_t
     if few:
         warnings.append(f"levels 2/3 keep the base table's spacing for {', '.join(few)} (fewer than 3 active clips)")
     calibrated = table.with_thresholds(new)
-    manifest = {}
-    mpath = Path(out_dir) / "manifest.json"
-    if mpath.is_file():
-        manifest = json.loads(mpath.read_text())
+    manifest = build.manifest()
     calibrated.comments = list(table.comments) + [
         "",
         f"CALIBRATED by `talkclip-data calibrate` on a TA-MEAD build ({len(neutral)} neutral, "
@@ -126,6 +116,5 @@ def calibrate(out_dir: str | Path, *, out_file: str | Path | None = None, base_t
         f"t1 = {neutral_q} quantile of neutral clips; t2/t3 = {level2_q}/{level3_q} quantiles of the "
         "emotional clips at or above t1 (au_intensity, after the neutral baseline if the build used one).",
     ]
-    path = Path(out_file) if out_file else Path(out_dir) / "au_table.calibrated.csv"
     calibrated.save(path)
     return CalibrationReport(path, new, table.thresholds.copy(), len(neutral), len(emotional), n_active, warnings)

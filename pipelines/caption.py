@@ -7,72 +7,29 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable
 
 import numpy as np
 
 from talkclip import InputError, NoFaceError
 from talkclip.annotate.au import au_rows, clip_au, get_estimator, load_au_table
-from talkclip.annotate.captions import render_captions
+from talkclip.annotate.captions import count_variants, render_captions
 from talkclip.annotate.emotions import group_labels
-from talkclip.annotate.media import iter_frames, probe
-from talkclip.annotate.tracker import FaceTracker, track_frames
+from talkclip.annotate.media import prefetch, probe  # noqa: F401 (prefetch: re-exported)
+from talkclip.annotate.tracker import FaceTracker, track_video
 
 SUBJECTS = ("man", "woman", "person")
-T = TypeVar("T")
+# Below this many pixels (longer side of the landmark box, median over frames with a face) the
+# landmarker still answers, but its blendshapes and so the AUs are guesses: say so.
+MIN_FACE_PX = 48
 
 
-def prefetch(items: Iterator[T], depth: int = 8) -> Iterator[T]:
-    """Run ``items`` (e.g. video decoding) in a background thread, ``depth`` items ahead.
-
-    Decoding and colour conversion then overlap with the landmarker, whose native calls release
-    the GIL. Exceptions raised by the producer (e.g. MediaError for a truncated file) are
-    re-raised in the consumer at the point where they happened; closing the consumer early stops
-    the producer.
-    """
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((None, item)):
-                    break
-            else:
-                put((None, done))
-        except BaseException as e:  # handed to the consumer thread
-            put((e, None))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()  # a generator: release its file handles in this thread
-
-    worker = threading.Thread(target=produce, name="talkclip-decode", daemon=True)
-    worker.start()
-    try:
-        while True:
-            err, item = q.get()
-            if err is not None:
-                raise err
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)
+def check_subject(subject: str) -> str:
+    """The one --subject rule: man, woman or person (any case) -> the lower-case word."""
+    word = (subject or "").strip().lower()
+    if word not in SUBJECTS:
+        raise InputError(f"--subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
+    return word
 
 
 @dataclass
@@ -90,6 +47,7 @@ class CaptionResult:
     estimator: str = "mediapipe"
     au_table_sha256: str = ""
     seed: int | str = 0
+    warnings: list[str] = field(default_factory=list)   # one line each; the CLI prints them on stderr
 
     def to_json(self) -> dict:
         """The CLI's JSON object: the issue's keys first, then extra context keys."""
@@ -112,9 +70,7 @@ def caption_media(path: str | Path, *, subject: str = "person", emotion: str | N
     """
     if n < 1:
         raise InputError(f"--n must be at least 1, got {n}")
-    subject = subject.strip().lower()
-    if not subject:
-        raise InputError("subject must not be empty")
+    subject = check_subject(subject)
     labels: list[str] = []
     if emotion is not None:
         if level is None:
@@ -130,28 +86,45 @@ def caption_media(path: str | Path, *, subject: str = "person", emotion: str | N
 
     info = probe(path)
     total = info.frames
-
-    def frames():
-        for fr in prefetch(iter_frames(path)):
-            yield fr
-            if on_frame is not None:
-                on_frame(fr.index + 1, total)
-
+    frame_done = None if on_frame is None else (lambda i: on_frame(i + 1, total))
     with FaceTracker(landmarker, mode="image" if info.is_image else "video") as tracker:
-        track = track_frames(frames(), tracker, source=info.path, fps=info.fps)
+        track = track_video(path, tracker, source=info.path, fps=info.fps, prefetch=True, on_frame=frame_done)
     if track.frames_with_face == 0:
         raise NoFaceError(f"no face found in any of the {track.frames} frame(s) of {info.path}")
 
     intensity = clip_au(est.estimate(track))                                   # (12,)
     levels = table.levels(intensity)
+    warnings = _face_size_warnings(track, info)
+    distinct = count_variants(au_levels=levels, au_table=table, emotion_labels=labels)
+    if n > distinct:
+        warnings.append(f"--n {n} asks for more captions than the {distinct} distinct variant(s) "
+                        f"these AUs and labels allow; giving {distinct}")
+        n = distinct
     captions = render_captions(subject=subject, au_levels=levels, au_table=table,
                                emotion_labels=labels, n=n, seed=seed)
     return CaptionResult(
         video=str(path), frames=track.frames, frames_with_face=track.frames_with_face,
         fps=float(info.fps), aus=au_rows(intensity, table), captions=captions, subject=subject,
         emotion=emotion, level=level if emotion is not None else None, emotion_labels=labels,
-        estimator=est.name, au_table_sha256=table.sha256, seed=seed,
+        estimator=est.name, au_table_sha256=table.sha256, seed=seed, warnings=warnings,
     )
+
+
+def face_size_px(track, width: int, height: int) -> float:
+    """Median over frames with a face of the landmark box's longer side, in pixels."""
+    lms = track.landmarks[track.face]                                        # (F, 478, 3)
+    if not len(lms):
+        return 0.0
+    span = lms[:, :, :2].max(axis=1) - lms[:, :, :2].min(axis=1)             # (F, 2) normalised
+    return float(np.median(np.maximum(span[:, 0] * width, span[:, 1] * height)))
+
+
+def _face_size_warnings(track, info) -> list[str]:
+    size = face_size_px(track, info.width, info.height)
+    if size >= MIN_FACE_PX:
+        return []
+    return [f"the face in {info.path} is only {size:.0f} px across (under {MIN_FACE_PX}); "
+            "its AU estimates and captions are unreliable"]
 
 
 def levels_of(result: CaptionResult) -> np.ndarray:

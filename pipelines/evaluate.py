@@ -78,6 +78,13 @@ class PairResult:
     syncnet_min_dist: float | None = None
 
 
+def _nanmean(values) -> float:
+    """Mean of the finite values; NaN (quietly: no numpy warning) when there are none."""
+    a = np.asarray(values, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    return float(a.mean()) if a.size else float("nan")
+
+
 @dataclass
 class EvalReport:
     pairs: list[PairResult]
@@ -86,7 +93,7 @@ class EvalReport:
     @property
     def mean(self) -> dict[str, float]:
         keys = ("ssim", "cpbd", "cpbd_reference", "f_lmd", "m_lmd")
-        out = {k: float(np.nanmean([getattr(p, k) for p in self.pairs])) for k in keys}
+        out = {k: _nanmean([getattr(p, k) for p in self.pairs]) for k in keys}
         scores = [p.style_score for p in self.pairs if p.style_score is not None]
         if scores:
             out["style_score"] = float(np.mean(scores))
@@ -119,7 +126,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    assert a.shape == b.shape and a.ndim == 3, f"ssim needs equal (N, H, W), got {a.shape} {b.shape}"
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"ssim needs equal (N, H, W), got {a.shape} {b.shape}")
     x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[:, None]
     y = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))[:, None]
     g = torch.exp(-0.5 * ((torch.arange(11, dtype=torch.float32) - 5) / 1.5) ** 2)
@@ -252,8 +260,7 @@ def _resize(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
 def evaluate_pair(name: str, gen_path: Path, ref_path: Path, *, text: str | None = None,
                   landmarker: str | Path | None = None, estimator: str = "mediapipe") -> PairResult:
     """All metrics for one generated/reference pair (frames paired by index)."""
-    from talkclip.annotate.media import iter_frames
-    from talkclip.annotate.tracker import FaceTracker, Track
+    from talkclip.annotate.tracker import FaceTracker, Track, iter_tracked
 
     ssims, cp_g, cp_r = [], [], []
     lm_g, lm_r, face_g, face_r, bs_g, pose_g, ts = [], [], [], [], [], [], []
@@ -270,7 +277,7 @@ def evaluate_pair(name: str, gen_path: Path, ref_path: Path, *, text: str | None
                 batch_r.clear()
 
         n = 0
-        for fg, fr in zip(iter_frames(gen_path), iter_frames(ref_path)):
+        for (fg, rg), (fr, rr) in zip(iter_tracked(gen_path, tg), iter_tracked(ref_path, tr)):
             h, w = fg.rgb.shape[:2]
             size_g, size_r = (w, h), (fr.rgb.shape[1], fr.rgb.shape[0])
             ref_small = _resize(fr.rgb, h, w)
@@ -282,7 +289,6 @@ def evaluate_pair(name: str, gen_path: Path, ref_path: Path, *, text: str | None
             if n % 2 == 0:  # CPBD on every other frame: it changes slowly and costs the most
                 cp_g.append(cpbd(yg))
                 cp_r.append(cpbd(yr))
-            rg, rr = tg.detect(fg.rgb, fg.timestamp_ms), tr.detect(fr.rgb, fr.timestamp_ms)
             face_g.append(rg is not None)
             face_r.append(rr is not None)
             lm_g.append(rg.landmarks if rg is not None else zero_lm)
@@ -298,8 +304,7 @@ def evaluate_pair(name: str, gen_path: Path, ref_path: Path, *, text: str | None
     G = normalised_landmarks(np.stack(lm_g)[both], *size_g)
     R = normalised_landmarks(np.stack(lm_r)[both], *size_r)
     res = PairResult(name=name, frames=n, ssim=float(np.mean(ssims)),
-                     cpbd=float(np.nanmean(cp_g)) if np.isfinite(cp_g).any() else float("nan"),
-                     cpbd_reference=float(np.nanmean(cp_r)) if np.isfinite(cp_r).any() else float("nan"),
+                     cpbd=_nanmean(cp_g), cpbd_reference=_nanmean(cp_r),
                      f_lmd=lmd(G, R), m_lmd=lmd(G, R, LIP_POINTS), lmd_frames=int(both.sum()))
     if text:
         from talkclip.annotate.au import clip_au, get_estimator, load_au_table
@@ -327,7 +332,8 @@ def resample_indices(timestamps_ms: np.ndarray, fps: float = 25.0) -> np.ndarray
     """Source frame index for each output frame at ``fps``: the frame nearest in time to k / fps,
     for k while k / fps is before the end of the last source frame. (T,) -> (T',) int64."""
     ts = np.asarray(timestamps_ms, np.float64)
-    assert ts.ndim == 1 and len(ts) > 0, "need at least one timestamp"
+    if ts.ndim != 1 or not len(ts):
+        raise MediaError("no frame timestamps to resample: the video has no frames")
     step = float(np.median(np.diff(ts))) if len(ts) > 1 else 1000.0 / fps
     end = ts[-1] + step                                                  # ms
     n_out = max(1, int(np.floor((end - ts[0]) * fps / 1000.0 + 1e-6)))
@@ -371,13 +377,12 @@ def syncnet_crops(video: Path, landmarker: str | Path | None = None) -> np.ndarr
     Raises NoFaceError when no frame shows a face. Decodes the video twice (track, then crop);
     holds all crops in memory (150 KB a frame, about 225 MB per minute of video)."""
     from talkclip.annotate.media import iter_frames
-    from talkclip.annotate.tracker import FaceTracker
+    from talkclip.annotate.tracker import FaceTracker, iter_tracked
 
     ts, boxes = [], []
     with FaceTracker(landmarker, mode="video") as tracker:
-        for fr in iter_frames(video):
+        for fr, r in iter_tracked(video, tracker):
             h, w = fr.rgb.shape[:2]
-            r = tracker.detect(fr.rgb, fr.timestamp_ms)
             ts.append(fr.timestamp_ms)
             if r is None:
                 boxes.append([np.nan] * 4)

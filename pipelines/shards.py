@@ -1,17 +1,17 @@
 """Parquet shards: atomic writes, readers that never see a half-written file.
 
-A shard is written to a hidden temporary file beside its final name (``.<name>.tmp``), flushed
-and fsynced, then moved into place with :func:`os.replace` (atomic on POSIX). Readers only list
-``*.parquet`` files whose name does not start with a dot, so a temp file left by a killed
-process is never read; :func:`remove_temp_files` sweeps them away.
+A shard is written through the project's one atomic write (:mod:`talkclip.schemas.files`: a
+hidden temporary file beside its final name, fsynced, then moved into place). Readers only list
+``*.parquet`` files whose name does not start with a dot (:func:`talkclip.schemas.build.shard_files`),
+so a temp file left by a killed process is never read; :func:`remove_temp_files` sweeps them away.
 
-Every writer casts to the table's schema from :mod:`talkclip.schemas` before writing.
+Every writer casts to the table's schema from :mod:`talkclip.schemas` before writing; rows are
+the schema's row types (:mod:`talkclip.schemas.tamead`) or dicts with exactly its columns.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -20,17 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from talkclip.schemas import cast_table
+from talkclip.schemas.build import shard_files
+from talkclip.schemas.files import TEMP_SUFFIX, atomic_output
 
 COMPRESSION = "zstd"
-TEMP_SUFFIX = ".tmp"
-
-
-def shard_files(folder: str | Path) -> list[Path]:
-    """Finished shards of a table folder, sorted by name (temp and hidden files excluded)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".") and p.is_file())
+__all__ = ["shard_files", "remove_temp_files", "write_table", "write_rows", "rows_to_table", "read_table",
+           "read_column", "list_of_fixed", "list_of_values", "encodings"]
 
 
 def remove_temp_files(folder: str | Path) -> int:
@@ -70,28 +65,27 @@ def encodings(schema: pa.Schema) -> dict:
 def write_table(table: pa.Table, schema: pa.Schema, path: str | Path) -> Path:
     """Cast ``table`` to ``schema`` and write it atomically to ``path`` (a .parquet file)."""
     path = Path(path)
-    assert path.suffix == ".parquet", f"shard names end in .parquet, got {path.name}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix != ".parquet":
+        raise ValueError(f"shard names end in .parquet, got {path.name}")
     table = cast_table(table, schema)
-    tmp = path.with_name(f".{path.name}{TEMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression=COMPRESSION, **encodings(schema))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        pq.write_table(table, f, compression=COMPRESSION, **encodings(schema))
     return path
 
 
 def rows_to_table(rows: Sequence[Any], schema: pa.Schema) -> pa.Table:
-    """Rows (dataclasses or dicts) -> a table of ``schema`` (extra keys ignored)."""
+    """Rows (the schema's row types, or dicts) -> a table of ``schema``.
+
+    A dict key that is not a column is a programming error (ValueError), so a writer cannot
+    drift from its schema unnoticed; absent keys are nulls.
+    """
     names = schema.names
     cols: dict[str, list] = {n: [] for n in names}
     for r in rows:
         d = asdict(r) if is_dataclass(r) else dict(r)
+        extra = set(d) - set(names)
+        if extra:
+            raise ValueError(f"row keys {sorted(extra)} are not columns of the schema")
         for n in names:
             cols[n].append(d.get(n))
     return pa.Table.from_pydict(cols, schema=schema)
@@ -133,7 +127,8 @@ def list_of_fixed(arrays: Iterable[np.ndarray], width: int, value_type: pa.DataT
     arrays = list(arrays)
     lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
     for a in arrays:
-        assert a.ndim == 2 and a.shape[1] == width, f"expected (T, {width}), got {a.shape}"
+        if a.ndim != 2 or a.shape[1] != width:
+            raise ValueError(f"expected (T, {width}), got {a.shape}")
     flat = (np.concatenate([a.reshape(-1) for a in arrays]) if arrays
             else np.zeros(0, value_type.to_pandas_dtype()))
     values = pa.array(flat.astype(value_type.to_pandas_dtype(), copy=False), type=value_type)
@@ -152,7 +147,3 @@ def list_of_values(arrays: Iterable[np.ndarray], value_type: pa.DataType) -> pa.
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32), type=pa.int32())
     return pa.ListArray.from_arrays(offsets, values)
 
-
-def dataclass_columns(cls) -> list[str]:
-    assert is_dataclass(cls), f"{cls} is not a dataclass"
-    return [f.name for f in fields(cls)]

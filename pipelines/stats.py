@@ -13,10 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from talkclip.schemas import AU_IDS
-from talkclip.schemas.tamead import FAILURES_SCHEMA
-
-from . import shards
-from .calibrate import read_clips
+from talkclip.schemas.build import open_build
 
 
 @dataclass
@@ -41,7 +38,8 @@ class DatasetStats:
 
 def dataset_stats(out_dir: str | Path, *, n_samples: int = 8) -> DatasetStats:
     """Read the clips (and failures) table of a build and summarise it."""
-    t = read_clips(out_dir).sort_by("clip_id")
+    build = open_build(out_dir, ("clips",))
+    t = build.read("clips").sort_by("clip_id")
     emotion = t.column("emotion").to_pylist()
     level = t.column("level").to_pylist()
     levels = np.array(t.column("au_level").to_pylist(), dtype=np.int64).reshape(-1, len(AU_IDS))  # (N, 12)
@@ -58,7 +56,7 @@ def dataset_stats(out_dir: str | Path, *, n_samples: int = 8) -> DatasetStats:
     splits: dict[str, int] = {}
     for s in t.column("split").to_pylist():
         splits[s] = splits.get(s, 0) + 1
-    failures = shards.read_table(Path(out_dir) / "failures", FAILURES_SCHEMA)
+    failures = build.read("failures", ["stage"])
     by_stage: dict[str, int] = {}
     for s in failures.column("stage").to_pylist():
         by_stage[s] = by_stage.get(s, 0) + 1

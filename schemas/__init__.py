@@ -1,7 +1,8 @@
 """Table definitions for TA-MEAD and the names they use.
 
-Each table is declared once here (a pyarrow schema and a matching dataclass); every writer
-casts to it with :func:`cast_table`. This package imports nothing else from the project.
+Each table is declared once, as a pyarrow schema (:mod:`.tamead`); every writer casts to it
+with :func:`cast_table`, every reader opens a build through :mod:`.build`. This package
+imports nothing else from the project (only its error classes, lazily).
 """
 
 from __future__ import annotations
@@ -39,5 +40,8 @@ assert NUM_BLENDSHAPES == 52, "MediaPipe gives 52 blendshapes"
 def cast_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Cast ``table`` to ``schema`` (columns reordered by name); raise on missing columns."""
     missing = [f.name for f in schema if f.name not in table.column_names]
-    assert not missing, f"table lacks columns {missing} of its schema"
+    if missing:
+        from talkclip import LayoutError   # the project's error classes only
+
+        raise LayoutError(f"table lacks columns {missing} of its schema")
     return table.select(schema.names).cast(schema)

@@ -96,3 +96,29 @@ def claim_output_dir(path: str | Path, markers: tuple[str, ...], what: str) -> P
     if not os.access(path, os.W_OK | os.X_OK):
         raise InputError(f"cannot write to {path}: permission denied")
     return path
+
+
+def check_output_file(path: str | Path, what: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """The rule for a command that writes one file: ``path`` must not be a folder, must end in one
+    of ``suffixes`` (when given), and its folder must exist or be creatable and be writable.
+    Checked before any slow work; one-line :class:`talkclip.InputError` otherwise. Creates the
+    parent folder and returns ``path``; an existing file of that name is replaced (atomically)
+    when the command writes it."""
+    from talkclip import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; {what} must be a file path")
+    if suffixes and path.suffix not in suffixes:
+        raise InputError(f"{what} must end in {' or '.join(suffixes)}, got {path.name}")
+    parent = path.parent
+    blocker = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise InputError(f"cannot write {path}: {blocker} is a file, not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {parent}: {e.strerror or e}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to {parent}: permission denied")
+    return path

@@ -22,7 +22,7 @@ never published.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field, make_dataclass
 
 import pyarrow as pa
 
@@ -38,9 +38,11 @@ CLIPS_SCHEMA = pa.schema([
     pa.field("speaker", pa.string(), nullable=False),   # "M003"
     pa.field("gender", pa.string()),                    # "man" | "woman" | "person"
     pa.field("view", pa.string()),                      # "front"
-    pa.field("emotion", pa.string()),                   # "angry"
-    pa.field("level", pa.int8()),                       # 1..3
+    pa.field("emotion", pa.string()),                   # the corpus's word: "angry" ("" = unlabelled)
+    pa.field("intensity", pa.string()),                 # the corpus's word: "2" (MEAD), "strong", "unspecified"
+    pa.field("level", pa.int8()),                       # 1..3 from the label table; 0 = unspecified / unlabelled
     pa.field("take", pa.string()),                      # "001"
+    pa.field("sentence", pa.string()),                  # the spoken text, where the corpus defines it
     pa.field("video_path", pa.string()),                # path, or "archive.tar::member"
     pa.field("audio_path", pa.string()),
     pa.field("audio_source", pa.string()),              # "m4a" | "video"
@@ -83,59 +85,20 @@ FAILURES_SCHEMA = pa.schema([
     pa.field("path", pa.string()),
 ])
 
-
-@dataclass
-class ClipRow:
-    clip_id: str
-    speaker: str
-    gender: str
-    view: str
-    emotion: str
-    level: int
-    take: str
-    video_path: str
-    audio_path: str | None
-    audio_source: str | None
-    fps: float
-    frames: int
-    frames_with_face: int
-    duration_s: float
-    audio_duration_s: float | None
-    av_mismatch: bool
-    au_intensity_raw: list[float]
-    au_intensity: list[float]
-    au_level: list[int]
-    emotion_labels: list[str] = field(default_factory=list)
-    captions: list[str] = field(default_factory=list)
-    split: str = "train"
-    width: int = 0
-    height: int = 0
-
-
-@dataclass
-class FramesRow:
-    clip_id: str
-    fps: float
-    timestamp_ms: list[int]
-    face: list[bool]
-    blendshapes: list[list[float]]
-    pose: list[list[float]]
-    landmarks: list[list[int]] | None = None
-
-
-@dataclass
-class AudioRow:
-    clip_id: str
-    sample_rate: int
-    samples: list[int]
-
-
-@dataclass
-class FailureRow:
-    clip_id: str
-    stage: str
-    error: str
-    path: str | None = None
+# Phoneme track (optional: builds made with --phonemes; talkclip.annotate.phonemes): one row per
+# clip. Phone ids index the phone table annotate/data/phones.csv (0 = silence); ``frame_ids``
+# follows the clip's video frames (row t covers [t/fps, (t+1)/fps), like the frames table).
+PHONEMES_SCHEMA = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("fps", pa.float32()),
+    pa.field("method", pa.string()),                 # "alignment" (sentence known) | "recognition"
+    pa.field("sentence", pa.string()),               # the sentence aligned to (null: recognition)
+    pa.field("note", pa.string()),                   # why recognition replaced an asked-for alignment
+    pa.field("phones", pa.list_(pa.string())),       # segments: phone symbol ...
+    pa.field("starts", pa.list_(pa.float32())),      # ... start and end in seconds
+    pa.field("ends", pa.list_(pa.float32())),
+    pa.field("frame_ids", pa.list_(pa.int16())),     # (T,) phone id per video frame
+])
 
 
 # Phase-1 record of a build (internal, under OUT/.work/stage1/): one row per clip attempted,
@@ -149,9 +112,29 @@ STAGE1_SCHEMA = pa.schema(
     + [pa.field("ok", pa.bool_(), nullable=False), pa.field("track_s", pa.float32())]
 )
 
+
+
+def row_type(name: str, schema: pa.Schema) -> type:
+    """A frozen, keyword-only dataclass with one field per column of ``schema``, derived from it
+    (so row type and schema cannot drift apart): non-nullable columns are required, the others
+    default to None. Writers build their rows with these; a misspelt or missing column fails at
+    the call, not as a silent null in the table."""
+    specs = [(f.name, object) if not f.nullable else (f.name, object, field(default=None)) for f in schema]
+    return make_dataclass(name, specs, frozen=True, kw_only=True)
+
+
+# The tables' row types, derived from the schemas above (the schemas are the one declaration).
+ClipRow = row_type("ClipRow", CLIPS_SCHEMA)
+FramesRow = row_type("FramesRow", FRAMES_SCHEMA)
+AudioRow = row_type("AudioRow", AUDIO_SCHEMA)
+FailureRow = row_type("FailureRow", FAILURES_SCHEMA)
+Stage1Row = row_type("Stage1Row", STAGE1_SCHEMA)
+PhonemesRow = row_type("PhonemesRow", PHONEMES_SCHEMA)
+
 TABLES = {
     "clips": (CLIPS_SCHEMA, ClipRow),
     "frames": (FRAMES_SCHEMA, FramesRow),
     "audio": (AUDIO_SCHEMA, AudioRow),
     "failures": (FAILURES_SCHEMA, FailureRow),
+    "phonemes": (PHONEMES_SCHEMA, PhonemesRow),
 }

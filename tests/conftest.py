@@ -41,3 +41,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """A Hub-compatible server on 127.0.0.1 (tests/hub_server.py), one per session. Clients reach it
+    only from subprocesses run with ``hub_server.client_env(os.environ, HF_HOME)``: everything
+    else in the test process stays offline (HF_HUB_OFFLINE=1 is read by huggingface_hub at import)."""
+    from hub_server import HubServer
+
+    server = HubServer(tmp_path_factory.mktemp("hub-repos")).start()
+    yield server
+    server.stop()

@@ -97,5 +97,5 @@ def test_deterministic_in_process_and_across_processes():
 
 
 def test_unknown_label_rejected():
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="unknown emotion label 'zorgness'"):
         render_captions(subject="man", au_levels=levels(), au_table=TABLE, emotion_labels=["zorgness"])

@@ -60,5 +60,5 @@ def test_unknown_emotion_and_level():
         group_labels("furious", 1)
     with pytest.raises(InputError, match="no level 2"):
         group_labels("neutral", 2)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="unknown emotion label 'grumpy-ish'"):
         emotion_phrases("grumpy-ish")

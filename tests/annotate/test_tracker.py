@@ -57,7 +57,7 @@ def test_truncated_and_missing_media(tmp_path, fixtures):
     cut.write_bytes(data[: len(data) // 3])
     with pytest.raises(MediaError):
         list(iter_frames(cut))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="no such file"):
         probe(tmp_path / "nope.mp4")
 
 

@@ -172,7 +172,7 @@ def test_clip_backend_needs_local_weights_and_loads_them(tmp_path):
 
     c = load_config("base").text
     c.hf_repo = "nobody/not-cached-anywhere"
-    with pytest.raises(MissingAssetError, match="not available offline"):
+    with pytest.raises(MissingAssetError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
         ClipTextBackbone(c)
     c.weights = str(tmp_path / "missing.safetensors")
     with pytest.raises(MissingAssetError, match="not found"):

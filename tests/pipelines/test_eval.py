@@ -104,7 +104,7 @@ def test_cli_bad_input_exit_2(tmp_path, case, landmarker):
 
 
 def test_mixed_file_and_folder_is_an_input_error(tmp_path):
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="both be files or both be folders"):
         evaluate(FACES / "single_face.mp4", tmp_path)
 
 

@@ -78,9 +78,9 @@ def test_fit_basis_on_tracked_frames(mini_build, tmp_path, landmarker):
 def test_fit_basis_bad_inputs(tmp_path, mini_build):
     with pytest.raises(LayoutError):
         fit_basis(tmp_path, tmp_path / "b.safetensors")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="must end in .safetensors or .npz"):
         fit_basis(mini_build, tmp_path / "b.pkl")
-    with pytest.raises(InputError):   # too little data for the default minimum
+    with pytest.raises(InputError, match="tracked frames with landmarks"):   # too little data for the default minimum
         fit_basis(mini_build, tmp_path / "b.npz", min_frames=10_000)
 
 

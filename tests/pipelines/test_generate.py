@@ -17,21 +17,14 @@ from talkclip.pipelines.generate import (SYNTHETIC_TAG, generate, silence_gate, 
                                          timecode)
 from talkclip.schemas import ARKIT_NAMES, BLENDSHAPE_NAMES
 
-from support import FACES, SPEECH
+from support import FACES, SPEECH, tiny_checkpoint
 
 TALKCLIP = [sys.executable, "-c", "from talkclip.cli import app; app()"]
 
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> Path:
-    from talkclip.model.checkpoint import save_checkpoint
-    from talkclip.model.config import load_config
-    from talkclip.model.talkclip import TalkCLIP
-
-    import torch
-
-    torch.manual_seed(0)
-    return save_checkpoint(TalkCLIP(load_config("tiny")), tmp_path_factory.mktemp("ckpt") / "tiny")
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 def _streams(path: Path) -> dict:

@@ -63,7 +63,7 @@ def test_filters(mini):
 
 
 def test_not_mead_shaped(tmp_path, mini):
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="no such folder"):
         walk_mead(tmp_path / "missing")
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / "a.mp4").write_bytes(b"x")
