@@ -126,7 +126,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    assert a.shape == b.shape and a.ndim == 3, f"ssim needs equal (N, H, W), got {a.shape} {b.shape}"
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"ssim needs equal (N, H, W), got {a.shape} {b.shape}")
     x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[:, None]
     y = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))[:, None]
     g = torch.exp(-0.5 * ((torch.arange(11, dtype=torch.float32) - 5) / 1.5) ** 2)
@@ -331,7 +332,8 @@ def resample_indices(timestamps_ms: np.ndarray, fps: float = 25.0) -> np.ndarray
     """Source frame index for each output frame at ``fps``: the frame nearest in time to k / fps,
     for k while k / fps is before the end of the last source frame. (T,) -> (T',) int64."""
     ts = np.asarray(timestamps_ms, np.float64)
-    assert ts.ndim == 1 and len(ts) > 0, "need at least one timestamp"
+    if ts.ndim != 1 or not len(ts):
+        raise MediaError("no frame timestamps to resample: the video has no frames")
     step = float(np.median(np.diff(ts))) if len(ts) > 1 else 1000.0 / fps
     end = ts[-1] + step                                                  # ms
     n_out = max(1, int(np.floor((end - ts[0]) * fps / 1000.0 + 1e-6)))
