@@ -334,6 +334,8 @@ def build_cmd(
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+    phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/), aligned to the "
+                                  "clip's sentence where the corpus defines one (RAVDESS, CREMA-D), else recognised."),
 ) -> None:
     """Build a TA-MEAD-style dataset from any supported corpus (one recipe per corpus; resumable).
 
@@ -352,7 +354,7 @@ def build_cmd(
                                 include_song=include_song, limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
                                 test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
-                                retry_failed=not keep_failed)
+                                retry_failed=not keep_failed, phonemes=phonemes)
     raise typer.Exit(summary.exit_code)
 
 
