@@ -334,8 +334,8 @@ def build_cmd(
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
-    phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/), aligned to the "
-                                  "clip's sentence where the corpus defines one (RAVDESS, CREMA-D), else recognised."),
+    phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/, offline pocketsphinx): "
+                                  "aligned to the clip's sentence where the corpus has one (RAVDESS, CREMA-D), else recognised."),
 ) -> None:
     """Build a TA-MEAD-style dataset from any supported corpus (one recipe per corpus; resumable).
 

@@ -66,34 +66,3 @@ def test_tiny_phoneme_model_trains_from_the_build(phoneme_checkpoint):
     assert cfg.model.audio_input == "phoneme" and cfg.model.n_phonemes == n_phonemes()
     assert (phoneme_checkpoint / "model.safetensors").is_file()
 
-
-def test_a_corpus_with_sentences_is_aligned(tmp_path, landmarker, fixtures):
-    """RAVDESS names its statement: the build aligns the clip to it (the dictionary's phones)."""
-    from itertools import product
-
-    from talkclip.annotate.media import load_audio
-    from talkclip.annotate.phonemes import normalize_text, pronunciations
-    from talkclip.pipelines.sample import read_video, write_mp4
-
-    frames, fps = read_video(FACES / "talking_pexels.mp4", scale=2)
-    frames = [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in frames]
-    sentences = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
-    for statement, speech in (("01", "kids_door_en"), ("02", "dogs_door_en")):
-        wav = load_audio(SPEECH / f"{speech}.wav", 16_000)
-        n = int(np.ceil(len(wav) / 16_000 * fps))
-        write_mp4(tmp_path / "ravdess" / "Actor_01" / f"01-01-01-01-{statement}-01-01.mp4", frames[:n], fps,
-                  np.pad(wav, (0, int(n / fps * 16_000) - len(wav))))
-    out = tmp_path / "out"
-    proc = run_data_cli("build", "--corpus", "ravdess", "--root", tmp_path / "ravdess", "--out", out, "--phonemes",
-                        "--test-speakers", "0")
-    assert proc.returncode == 0, proc.stderr
-    tracks = {r["clip_id"]: r for r in pq.read_table(out / "phonemes").to_pylist()}
-    assert len(tracks) == 2
-    for t in tracks.values():
-        assert t["method"] == "alignment" and t["sentence"] in sentences.values()
-        spoken = tuple(p for p in t["phones"] if p != "SIL")
-        readings = {sum(prons, ()) for prons in product(*(pronunciations(w) for w in normalize_text(t["sentence"])))}
-        assert spoken in readings                      # exactly the dictionary's phones, in order
-        assert sum(i != 0 for i in t["frame_ids"]) > 0.5 * len(t["frame_ids"])
-    manifest = json.loads((out / "manifest.json").read_text())["phonemes"]
-    assert manifest["methods"] == {"alignment": 2} and "sentence" in manifest["sentences"]
