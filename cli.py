@@ -187,7 +187,7 @@ def demo_cmd(
     if caption_only or as_json:
         return
     mead, build_dir = demo_corpus(out)
-    summary = _build_and_report(mead, build_dir, jobs=jobs, landmarker=landmarker, test_speakers=1)
+    summary = _build_and_report("mead", mead, build_dir, jobs=jobs, landmarker=landmarker, test_speakers=1)
     stats_cmd(build_dir, samples=4)
     console.print(f"demo TA-MEAD in {build_dir} (load it with datasets.load_dataset)", markup=False)
     raise typer.Exit(summary.exit_code)
@@ -299,24 +299,80 @@ def build_ta_mead_cmd(
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+    phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/: "
+                                  "recognised offline with pocketsphinx; MEAD's sentences are not known), for phoneme configs."),
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
-    summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
+    summary = _build_and_report("mead", mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
                                 emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
                                 test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
-                                retry_failed=not keep_failed)
+                                retry_failed=not keep_failed, phonemes=phonemes)
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 
-def _build_and_report(mead: Path, out: Path, **options):
-    """Run build_ta_mead with a progress bar on stderr and print its summary table."""
+@data.command("build")
+def build_cmd(
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus recipe: mead, ravdess, crema-d, folder (see --list)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="The corpus folder, in the recipe's layout (see --list)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (tables, manifest, dataset card). "
+                                       "Rerunning into the same folder resumes and skips finished clips."),
+    list_recipes: bool = typer.Option(False, "--list", help="Show the corpus recipes (layout, labels, licence) and exit."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count)."),
+    speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate)."),
+    emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, in the corpus's words (e.g. happy,sad)."),
+    views: Optional[list[str]] = typer.Option(None, "--views", help="MEAD only: camera views (default front; 'all' for every view)."),
+    include_song: bool = typer.Option(False, "--include-song", help="RAVDESS only: also build the song clips."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips of the (sorted) selection."),
+    landmarks: bool = typer.Option(False, "--landmarks", help="Also store the 478 landmarks per frame (int16)."),
+    au_table: Optional[Path] = typer.Option(None, "--au-table", help="AU lookup table CSV (thresholds + phrases); default the packaged one."),
+    groups: Optional[Path] = typer.Option(None, "--groups", help="Label table CSV (emotion,intensity,level,labels); default the recipe's packaged one (this project's own annotation)."),
+    no_baseline: bool = typer.Option(False, "--no-baseline", help="Do not subtract each speaker's neutral AU mean before levelling."),
+    captions: int = typer.Option(5, "--captions", help="Caption variants per clip."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the captions (with the clip id)."),
+    test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
+    shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
+    landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+) -> None:
+    """Build a TA-MEAD-style dataset from any supported corpus (one recipe per corpus; resumable).
+
+    Exit code 0 when every clip was built, 1 when some failed (recorded in failures/), 2 for bad input.
+    """
+    if list_recipes:
+        _print_recipes()
+        return
+    from talkclip import InputError
+
+    missing = [flag for flag, value in (("--corpus", corpus), ("--root", root), ("--out", out)) if value is None]
+    if missing:
+        raise InputError(f"{', '.join(missing)} required (or --list to see the recipes)")
+    summary = _build_and_report(corpus, root, out, jobs=jobs, speakers=_split_list(speakers),
+                                emotions=_split_list(emotions), views=_split_list(views) or (),
+                                include_song=include_song, limit=limit, landmarks=landmarks, au_table=au_table,
+                                groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
+                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
+                                retry_failed=not keep_failed)
+    raise typer.Exit(summary.exit_code)
+
+
+def _print_recipes() -> None:
+    from talkclip.pipelines.recipes import recipes
+
+    for name, r in recipes().items():
+        console.print(f"{name} (recipe version {r.version}): {r.summary}\n  layout:  {r.layout}\n"
+                      f"  labels:  {r.labels.name} (replace with --groups)\n  licence: {r.corpus.licence_name}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+def _build_and_report(corpus: str, root: Path, out: Path, **options):
+    """Run a corpus build with a progress bar on stderr and print its summary table."""
     import time as _time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from talkclip.pipelines.build_ta_mead import build_ta_mead
+    from talkclip.pipelines.recipes import build_corpus
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]} clips/s"), TextColumn("ETA"), TimeRemainingColumn(),
@@ -340,7 +396,7 @@ def _build_and_report(mead: Path, out: Path, **options):
             bar.update(task, description="annotating")
 
     try:
-        summary = build_ta_mead(mead, out, progress=on_progress, **options)
+        summary = build_corpus(corpus, root, out, progress=on_progress, **options)
     except TalkclipError:
         bar.live.transient = True   # the error's one line says it all
         raise
@@ -349,7 +405,7 @@ def _build_and_report(mead: Path, out: Path, **options):
             bar.stop()
     for w in summary.warnings:
         err_console.print(f"warning: {w}", markup=False, highlight=False)
-    table = Table(title=f"TA-MEAD build in {summary.out_dir}")
+    table = Table(title=f"{corpus} build in {summary.out_dir}")
     table.add_column("")
     table.add_column("value", justify="right")
     fps = summary.frames_now / summary.track_seconds if summary.track_seconds > 0 and summary.frames_now else 0.0
@@ -363,6 +419,7 @@ def _build_and_report(mead: Path, out: Path, **options):
                  ("train speakers / clips", f"{len(summary.train_speakers)} / {summary.train_clips}"),
                  ("test speakers / clips", f"{', '.join(summary.test_speakers) or '-'} / {summary.test_clips}"),
                  ("not processed (rerun)", summary.missing),
+                 ("files skipped (name not in the corpus's scheme)", summary.skipped_names),
                  ("time", f"{summary.seconds:.1f} s"), ("tracking rate", f"{fps:.1f} frames/s")):
         table.add_row(k, str(v))
     console.print(table)

@@ -53,6 +53,9 @@ GATE_MIN_S = 0.10           # shortest stretch the silence gate overrides
 METHODS = ("recognition", "alignment")
 # all-phone search settings (language weight and beams), chosen on the fixtures' speech
 RECOGNITION_OPTIONS = {"lw": 2.0, "beam": 1e-10, "pbeam": 1e-10}
+# forced alignment searches one sentence, so its beams can be wide (the defaults lose the
+# sentence on a third of the fixtures' accented espeak voices)
+ALIGNMENT_OPTIONS = {"beam": 1e-100, "pbeam": 1e-100, "wbeam": 1e-80, "lpbeam": 1e-80}
 
 
 # ---- the phone table ---------------------------------------------------------------------
@@ -256,7 +259,8 @@ def _decoder(kind: str):
             _DECODERS[kind] = Decoder(allphone=f"{mp}/en-us/en-us-phone.lm.bin", lm=None, loglevel="FATAL",
                                       samprate=SAMPLE_RATE, **RECOGNITION_OPTIONS)
         else:
-            _DECODERS[kind] = Decoder(bestpath=False, lm=None, loglevel="FATAL", samprate=SAMPLE_RATE)
+            _DECODERS[kind] = Decoder(bestpath=False, lm=None, loglevel="FATAL", samprate=SAMPLE_RATE,
+                                      **ALIGNMENT_OPTIONS)
     return _DECODERS[kind]
 
 
@@ -418,3 +422,14 @@ def extract_file(src, text: str | None = None) -> PhonemeResult:
     from .media import load_audio
 
     return extract(load_audio(src, SAMPLE_RATE), text)
+
+
+def clip_track(wav: np.ndarray, fps: float, n_frames: int, sentence: str | None = None) -> dict:
+    """The phoneme track of one clip, as the columns of a build's phonemes table (without
+    ``clip_id``): ``fps``, ``method``, ``sentence``, ``note``, the segments as ``phones`` /
+    ``starts`` / ``ends`` (seconds) and ``frame_ids`` (n_frames,) on the clip's video frame grid.
+    wav: (N,) float32 mono at 16 kHz (int16 accepted)."""
+    res = extract(wav, sentence)
+    return {"fps": float(fps), "method": res.method, "sentence": sentence, "note": res.note,
+            "phones": [s.phone for s in res.segments], "starts": [s.start for s in res.segments],
+            "ends": [s.end for s in res.segments], "frame_ids": res.ids(fps, n_frames).tolist()}

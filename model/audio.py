@@ -1,10 +1,11 @@
 """Audio encoder E_a: log-mel features aligned to video frames, and the content encoder.
 
-No phoneme recogniser is needed: ``audio_features`` computes an ``n_mels`` log-mel spectrogram
-with ``torch.stft`` (25 ms window, 10 ms hop by default) and area-averages the mel frames onto
-the video frame grid, so feature row ``t`` describes the audio during video frame ``t``
-(``[t/fps, (t+1)/fps)``). Users who have phoneme alignments can switch ``model.audio_input`` to
-``"phoneme"`` or ``"mel+phoneme"`` and pass per-frame phoneme ids (0..n_phonemes-1, 0 = silence).
+``audio_features`` computes an ``n_mels`` log-mel spectrogram with ``torch.stft`` (25 ms window,
+10 ms hop by default) and area-averages the mel frames onto the video frame grid, so feature row
+``t`` describes the audio during video frame ``t`` (``[t/fps, (t+1)/fps)``). With
+``model.audio_input`` = ``"phoneme"`` or ``"mel+phoneme"`` the content encoder also (or only)
+reads per-frame phone ids on the same grid (0..n_phonemes-1, 0 = silence), made by
+:mod:`talkclip.annotate.phonemes` (the paper's input).
 
 Feature scale: ``(log10(max(mel, 1e-8)) + 4) / 4`` with a fixed floor, so digital silence maps to
 the constant :data:`SILENCE` (-1.0) whatever the clip (no per-utterance normalisation).

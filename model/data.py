@@ -9,6 +9,10 @@ Decisions (documented behaviour):
 - Clips shorter than ``model.seq_len`` frames, clips without captions, clips without any
   tracked face, and clips flagged ``av_mismatch`` (their audio does not line up with the video)
   are skipped; the counts are reported in ``TAMEADData.skipped``.
+- Configs whose ``model.audio_input`` reads phonemes also read the build's phoneme track
+  (``OUT/phonemes``, written by ``--phonemes``): each clip gets its (T,) phone ids and each
+  window its (L + 2w,) ids (silence beyond the clip); a clip without a track row is skipped
+  (``no_phonemes``), a build without the table is refused with a one-line LayoutError.
 - Frames without a face are filled by linear interpolation between tracked neighbours (edge
   frames repeat the nearest tracked frame); ``frame_mask`` marks them so L1 ignores them (the
   1-D SSIM runs on the filled sequence).
@@ -29,7 +33,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from talkclip import ConfigError, InputError, LayoutError
+from talkclip import InputError, LayoutError
 from talkclip.schemas import NUM_BLENDSHAPES
 from talkclip.schemas.build import Build, open_build
 from talkclip.schemas.files import atomic_write
@@ -66,6 +70,7 @@ class Clip:
     blendshapes: np.ndarray   # (T, 52) float32, missing faces interpolated
     face: np.ndarray          # (T,) bool
     audio: np.ndarray         # (T, n_mels) float32 aligned to frames
+    phonemes: np.ndarray | None = None  # (T,) int64 phone ids (configs that read phonemes)
 
 
 @dataclass
@@ -80,7 +85,7 @@ def _feature_key(cfg: TalkCLIPConfig, fps: float, n: int, n_samples: int) -> str
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-SKIP_REASONS = ("split", "too_short", "no_captions", "no_face", "av_mismatch", "no_audio")
+SKIP_REASONS = ("split", "too_short", "no_captions", "no_face", "av_mismatch", "no_audio", "no_phonemes")
 
 
 def _select(build: Build, cfg: TalkCLIPConfig, split: str | None, limit: int | None,
@@ -125,6 +130,27 @@ def _read_frames(build: Build, meta: dict[str, dict]) -> dict[str, tuple[np.ndar
     return frames
 
 
+def _read_phonemes(build: Build, cfg: TalkCLIPConfig, frames: dict) -> dict[str, np.ndarray] | None:
+    """clip id -> (T,) int64 phone ids of the clips in ``frames`` (id -> (blendshapes (T, 52), ...))
+    from the build's phoneme track, when the config reads phonemes (None when it does not)."""
+    if "phoneme" not in cfg.model.audio_input:
+        return None
+    if not build.files("phonemes"):
+        raise LayoutError(f"{build.root} has no phoneme track (phonemes/*.parquet) but model.audio_input is "
+                          f"{cfg.model.audio_input!r}: rebuild with --phonemes, or use a 'mel' config")
+    out: dict[str, np.ndarray] = {}
+    for batch in build.batches("phonemes", ["clip_id", "frame_ids"], 64):
+        col = batch.column("frame_ids")
+        for i, cid in enumerate(batch.column("clip_id").to_pylist()):
+            if cid not in frames or col[i].values is None:
+                continue
+            ids = np.asarray(col[i].values.to_numpy(zero_copy_only=False), dtype=np.int64)   # (T,)
+            if len(ids) != len(frames[cid][0]):
+                raise LayoutError(f"phoneme track of {cid}: {len(ids)} frame ids vs {len(frames[cid][0])} frames")
+            out[cid] = ids
+    return out
+
+
 def _features(cid: str, samples: np.ndarray, fps: float, n_frames: int, cfg: TalkCLIPConfig,
               cache: Path | None) -> np.ndarray:
     """(T, n_mels) audio features of one clip, from the .npy cache when it holds them."""
@@ -147,13 +173,11 @@ def _features(cid: str, samples: np.ndarray, fps: float, n_frames: int, cfg: Tal
 def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None = "train",
                 cache_dir: str | Path | None = None, limit: int | None = None) -> TAMEADData:
     """Read the clips of ``split`` (None = all) with their frames and audio features."""
-    if "phoneme" in cfg.model.audio_input:
-        raise ConfigError(f"training with model.audio_input={cfg.model.audio_input!r} is not implemented: TA-MEAD "
-                          "carries no phoneme alignments (the model accepts phoneme ids; the reader does not); use 'mel'")
     build = check_layout(data_dir)
     skipped = {k: 0 for k in SKIP_REASONS}
     meta = _select(build, cfg, split, limit, skipped)
     frames = _read_frames(build, meta)
+    phones = _read_phonemes(build, cfg, frames)
     cache = Path(cache_dir) if cache_dir else None
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
@@ -173,8 +197,12 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
                 raise LayoutError(f"audio of {cid} is {sr} Hz; the model config expects {cfg.audio.sample_rate} Hz")
             samples = batch.column("samples")[i].values.to_numpy(zero_copy_only=False)
             feats = _features(cid, samples, fps, len(bs), cfg, cache)
+            if phones is not None and cid not in phones:
+                skipped["no_phonemes"] += 1
+                late_skips += 1
+                continue
             out.append(Clip(cid, fps, list(meta[cid]["captions"]), fill_missing(bs, face), face,
-                            feats.astype(np.float32)))
+                            feats.astype(np.float32), None if phones is None else phones[cid]))
     skipped["no_audio"] = len(meta) - len(out) - late_skips  # kept clips without frames or audio rows
     out.sort(key=lambda c: c.clip_id)
     if not out:
@@ -216,7 +244,7 @@ class TAMEADWindows(torch.utils.data.Dataset):
         if not smask.any():
             smask[:n] = True  # interpolated frames stand in when the crop has no tracked face
         caption = c.captions[int(rng.integers(len(c.captions)))]
-        return {
+        item = {
             "blendshapes": torch.from_numpy(np.array(c.blendshapes[s:s + L])),  # (L, 52)
             "frame_mask": torch.from_numpy(c.face[s:s + L].copy()),                        # (L,)
             "audio": torch.from_numpy(audio),                                              # (L+2w, F)
@@ -224,6 +252,11 @@ class TAMEADWindows(torch.utils.data.Dataset):
             "style_mask": torch.from_numpy(smask),                                         # (S,)
             "captions": caption,
         }
+        if c.phonemes is not None:   # phone ids with w context frames each side, silence (0) beyond
+            ph = np.zeros(L + 2 * w, dtype=np.int64)
+            ph[lo - (s - w): hi - (s - w)] = c.phonemes[lo:hi]
+            item["phonemes"] = torch.from_numpy(ph)                                        # (L+2w,)
+        return item
 
 
 class StepBatches(torch.utils.data.Sampler):

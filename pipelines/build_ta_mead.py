@@ -1,7 +1,7 @@
 """``talkclip-data build-ta-mead``: MEAD -> TA-MEAD Parquet tables, in parallel and resumable.
 
 The build is generic: :func:`build` takes a :class:`ClipSource` (what to build: a corpus root
-and its clip listing; MEAD's is :class:`talkclip.pipelines.mead.MeadSource`) and one frozen
+and its clip listing, from a recipe in :mod:`talkclip.pipelines.recipes`) and one frozen
 :class:`BuildOptions` (how: jobs, tables, captions, split...). :func:`build_ta_mead` is the
 MEAD entry point with the historical keyword arguments.
 
@@ -40,8 +40,8 @@ A fresh landmarker costs ~15 ms after the first (~0.6 s) per process.
 
 Semantics
 ---------
-- Audio: the separate m4a when MEAD has one, else the mp4's own audio track (``audio_source``
-  "m4a" | "video"). A clip with **no audio at all is a failure** (stage "audio"). A clip whose
+- Audio: the clip's separate audio file when the corpus has one (MEAD's m4a, CREMA-D's wav),
+  else the video's own audio track (``audio_source`` "m4a" | "wav" | "video"). A clip with **no audio at all is a failure** (stage "audio"). A clip whose
   audio and video durations differ by more than 0.2 s is **kept and flagged**
   (``av_mismatch = true``, counted in the manifest and the summary): readers that need exact
   lip sync should drop or trim those rows.
@@ -54,6 +54,12 @@ Semantics
   were retried, recovered and still fail.
 - A damaged archive (a truncated ``video.tar``) does not stop the build: the clips listed in it
   that cannot be read fail at "read" with the reason, the other speakers are built.
+- Phonemes (``phonemes=True``, ``--phonemes``): stage "phonemes" (after "annotate") writes
+  each clip's phoneme track (``phonemes/<tag>.parquet``, committed with its frames; see
+  :mod:`talkclip.annotate.phonemes`): forced alignment of the clip's ``sentence`` when the
+  corpus defines one (RAVDESS, CREMA-D), else phone recognition (MEAD: its per-clip sentences
+  are not established; see the README). The manifest's ``phonemes`` records which, per clip
+  count. A rerun into the same folder must keep ``--phonemes`` as it was.
 - ``jobs`` above the number of CPUs this process may use is capped to it (with a warning).
 - Ctrl-C stops the workers, keeps every committed shard and raises :class:`BuildInterrupted`
   ("interrupted; rerun the same command to resume"); the CLI exits 130.
@@ -66,10 +72,14 @@ Semantics
   speaker's neutral clips levels AUs without that speaker's baseline (the manifest lists
   unbaselined speakers), and may split differently from a full build.
 - Split: whole speakers are held out for test, ``test_speakers`` of them (default 6), chosen by
-  a stable hash of the speaker id, alternating men and women, among the speakers with at least
+  a stable hash of the speaker id, alternating men and women (as the recipe tells them), among the speakers with at least
   one built clip (a speaker all of whose clips failed is never a test speaker). With fewer than
   ``2 * test_speakers`` speakers the hold-out shrinks to half the speakers (rounded down) and a
   warning is given.
+- Labels and levels: the recipe's label table (``--groups`` replaces it) maps each clip's
+  (emotion, intensity) to a TA-MEAD level and labels from the 135 categories, in phase 2 (so a
+  rerun with another table relabels without tracking); a clip without emotion gets level 0 and
+  AU-only captions; the caption subject is the clip's ``gender`` word from its recipe.
 - Captions: K variants per clip, deterministic for (seed, clip id), from
   :func:`talkclip.annotate.captions.render_captions` (which includes the variants that drop
   the emotion or the AU part).
@@ -88,7 +98,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -98,10 +108,14 @@ from talkclip.schemas import AU_IDS, NUM_BLENDSHAPES, NUM_LANDMARKS
 from talkclip.schemas.build import BUILD_MARKERS, WORK_DIR, dequantise_landmarks, quantise_landmarks
 from talkclip.schemas.files import atomic_write_text, claim_output_dir
 from talkclip.schemas.tamead import (AUDIO_SAMPLE_RATE, AUDIO_SCHEMA, CLIPS_SCHEMA, FAILURES_SCHEMA,
-                                     FRAMES_SCHEMA, STAGE1_SCHEMA, ClipRow, FailureRow, Stage1Row)
+                                     FRAMES_SCHEMA, PHONEMES_SCHEMA, STAGE1_SCHEMA, ClipRow, FailureRow,
+                                     PhonemesRow, Stage1Row)
 
 from . import shards
-from .mead import MeadClip, MediaRef, MeadSource
+from .mead import MediaRef
+
+if TYPE_CHECKING:
+    from .recipes import ClipSpec
 
 __all__ = ["BuildOptions", "ClipSource", "BuildInterrupted", "Summary", "ProgressEvent", "build", "build_ta_mead",
            "annotate_clips", "hold_out_speakers", "build_manifest", "quantise_landmarks", "dequantise_landmarks"]
@@ -110,9 +124,9 @@ AV_TOLERANCE_S = 0.2
 TIMESTAMP_GAP_MS = 1000
 DEFAULT_SHARD_CLIPS = 64
 FORMAT = "ta-mead/1"
-PHASE1_KEYS = ("mead", "corpus", "root", "speakers", "views", "emotions", "limit", "landmarks")
+PHASE1_KEYS = ("mead", "corpus", "root", "speakers", "views", "emotions", "limit", "landmarks", "phonemes")
 # a rerun into the same folder must keep these: they decide the stored phase-1 results
-PHASE1_FIXED = ("mead", "corpus", "root", "landmarks", "landmarker_sha256", "au_mapping_sha256")
+PHASE1_FIXED = ("mead", "corpus", "root", "landmarks", "landmarker_sha256", "au_mapping_sha256", "phonemes")
 INTERRUPTED = "interrupted; rerun the same command to resume"
 
 
@@ -121,18 +135,26 @@ INTERRUPTED = "interrupted; rerun the same command to resume"
 class ClipSource(Protocol):
     """What a build reads: one corpus root and the clips of a selection from it.
 
-    A corpus recipe implements this (MEAD: :class:`talkclip.pipelines.mead.MeadSource`). Its
-    clips carry ``clip_id``, ``speaker``, ``view``, ``emotion``, ``level``, ``take``, ``video``
-    and ``audio`` (:class:`~talkclip.pipelines.mead.MediaRef`, audio None when the video's own
-    track is the audio), and optionally ``gender`` (the caption subject: man/woman/person).
+    Every corpus recipe is one (:class:`talkclip.pipelines.recipes.RecipeSource`; MEAD's recipe
+    is ``recipes/mead.py``). Its clips are :class:`~talkclip.pipelines.recipes.ClipSpec` rows.
     """
 
     name: str                 # corpus name, e.g. "mead"
     root: Path                # resolved corpus root; media paths are stored relative to it
-    warnings: list[str]       # found while listing (e.g. a damaged archive); set by list_clips
+    warnings: list[str]       # found while listing (skipped names, a damaged archive); set by list_clips
+    skipped_names: int        # files skipped because their names do not follow the corpus's scheme
+    labels: Path              # the recipe's packaged label table (used without --groups)
 
-    def list_clips(self) -> Sequence[MeadClip]:
+    def list_clips(self) -> Sequence[ClipSpec]:
         """The selected clips sorted by clip id; LayoutError/InputError for unusable input."""
+        ...
+
+    def label_table(self, groups: Path | None) -> dict:
+        """(emotion, intensity) -> LabelRow (level, labels); InputError when a listed clip has no row."""
+        ...
+
+    def card_source(self) -> dict:
+        """The corpus, its licence and citation and the recipe version (manifest + card)."""
         ...
 
     def selection(self) -> dict:
@@ -155,6 +177,7 @@ class BuildOptions:
     shard_clips: int = DEFAULT_SHARD_CLIPS
     landmarker: Path | None = None
     retry_failed: bool = True
+    phonemes: bool = False          # store a phoneme track per clip (aligned or recognised)
 
     def __post_init__(self) -> None:
         for name, flag, value, least in (("jobs", "--jobs", self.jobs, 1), ("n_captions", "--captions", self.n_captions, 1),
@@ -225,6 +248,7 @@ class Summary:
     recovered: int = 0            # ... of which succeeded now
     still_failing: int = 0        # ... of which failed again
     kept_failed: int = 0          # failed before and not retried (retry_failed=False)
+    skipped_names: int = 0        # corpus files skipped because their names do not follow its scheme
     train_clips: int = 0
     test_clips: int = 0
     jobs: int = 1                 # worker processes used
@@ -245,6 +269,7 @@ class _WorkerConfig:
     shard_clips: int
     run_tag: str
     landmarker: str | None = None
+    phonemes: bool = False
 
 
 @dataclass
@@ -297,6 +322,13 @@ def _rewind(src: Any) -> None:
 
 # -- the stages of one clip (each raises; _stage names the stage in the failure)
 
+def _phoneme_track(wav: np.ndarray, fps: float, n_frames: int, sentence: str | None) -> dict:
+    """Stage "phonemes": the clip's phoneme-table columns (aligned to ``sentence`` when known)."""
+    from talkclip.annotate.phonemes import clip_track
+
+    return clip_track(wav, fps, n_frames, sentence or None)
+
+
 def _open_media(clip) -> tuple[Any, Any]:
     """Stage "read": the video (and separate audio) as decoder sources."""
     return clip.video.open(), (clip.audio.open() if clip.audio is not None else None)
@@ -319,15 +351,16 @@ def _check_frame_rate(info) -> None:
 
 
 def _read_audio(clip, data, audio_src, has_audio_track: bool, root: str) -> tuple[np.ndarray, str, str | None]:
-    """Stage "audio": (16 kHz mono float wav, source "m4a" | "video", its path relative to the root)."""
+    """Stage "audio": (16 kHz mono float wav, source: the separate file's kind ("m4a", "wav") or
+    "video", its path relative to the root)."""
     from talkclip.annotate.media import load_audio
 
     if audio_src is not None:
-        return load_audio(audio_src, AUDIO_SAMPLE_RATE), "m4a", _rel(clip.audio, root)
+        return load_audio(audio_src, AUDIO_SAMPLE_RATE), clip.audio_kind, _rel(clip.audio, root)
     if has_audio_track:
         _rewind(data)
         return load_audio(data, AUDIO_SAMPLE_RATE), "video", _rel(clip.video, root)
-    raise MediaError("no audio: no separate m4a for this clip and the mp4 has no audio track")
+    raise MediaError("no audio: no separate audio file for this clip and the video has no audio track")
 
 
 class ClipWorker:
@@ -351,6 +384,7 @@ class ClipWorker:
         self._stage1: list = []
         self._frames: list[dict] = []
         self._audio: list[tuple[str, np.ndarray]] = []
+        self._phonemes: list = []
         self._failures: list = []
 
     @property
@@ -371,15 +405,14 @@ class ClipWorker:
 
     # -- one clip
     def process(self, clip) -> _ClipResult:
-        from talkclip.annotate.captions import subject_for_speaker
-
         t0 = time.perf_counter()
         cid = clip.clip_id
         video_path = _rel(clip.video, self.cfg.root)
-        base = dict(clip_id=cid, speaker=clip.speaker, gender=getattr(clip, "gender", None) or subject_for_speaker(clip.speaker),
-                    view=clip.view, emotion=clip.emotion, level=clip.level, take=clip.take, video_path=video_path)
+        base = dict(clip_id=cid, speaker=clip.speaker, gender=clip.gender, view=clip.view, emotion=clip.emotion,
+                    intensity=clip.intensity, level=clip.level, take=clip.take, sentence=clip.sentence,
+                    video_path=video_path)
         try:
-            row, frames_row, pcm = self._run(clip)
+            row, frames_row, pcm, phonemes = self._run(clip)
         except _StageError as e:
             message = str(e).replace(self.cfg.root.rstrip("/") + "/", "")   # paths relative to the root
             self._failures.append(FailureRow(clip_id=cid, stage=e.stage, error=message, path=video_path))
@@ -389,10 +422,12 @@ class ClipWorker:
         self._stage1.append(Stage1Row(**base, **row, ok=True, track_s=time.perf_counter() - t0))
         self._frames.append(frames_row)
         self._audio.append((cid, pcm))
+        if phonemes is not None:
+            self._phonemes.append(PhonemesRow(clip_id=cid, **phonemes))
         self._maybe_flush()
         return _ClipResult(cid, True, row["frames"])
 
-    def _run(self, clip) -> tuple[dict, dict, np.ndarray]:
+    def _run(self, clip) -> tuple[dict, dict, np.ndarray, dict | None]:
         """The stages of one clip, in order; the first that fails names the failure."""
         data, audio_src = _stage("read", _open_media, clip)
         info = _stage("decode", _probe_video, data)
@@ -400,13 +435,15 @@ class ClipWorker:
         wav, source, audio_path = _stage("audio", _read_audio, clip, data, audio_src, info.has_audio, self.cfg.root)
         raw = _stage("annotate", self._annotate, track)
         fps = float(info.fps)
+        phonemes = (_stage("phonemes", _phoneme_track, wav, fps, track.frames, getattr(clip, "sentence", None))
+                    if self.cfg.phonemes else None)
         duration, audio_duration = track.frames / fps, len(wav) / AUDIO_SAMPLE_RATE
         row = dict(audio_path=audio_path, audio_source=source, fps=fps, width=track.width, height=track.height,
                    frames=track.frames, frames_with_face=track.frames_with_face, duration_s=duration,
                    audio_duration_s=audio_duration, av_mismatch=bool(abs(audio_duration - duration) > AV_TOLERANCE_S),
                    au_intensity_raw=[float(x) for x in raw])
         pcm = np.round(np.clip(wav, -1.0, 1.0) * 32767.0).astype(np.int16)     # (N,)
-        return row, self._frames_row(clip.clip_id, fps, track), pcm
+        return row, self._frames_row(clip.clip_id, fps, track), pcm, phonemes
 
     def _track(self, data, clip, fps: float):
         """Stage "track" (a decoding error on the way is a "decode" failure)."""
@@ -459,6 +496,8 @@ class ClipWorker:
         if self._frames:
             shards.write_table(frames_table(self._frames), FRAMES_SCHEMA, self.out / "frames" / f"{tag}.parquet")
             shards.write_table(audio_table(self._audio), AUDIO_SCHEMA, self.out / "audio" / f"{tag}.parquet")
+        if self._phonemes:
+            shards.write_rows(self._phonemes, PHONEMES_SCHEMA, self.out / "phonemes" / f"{tag}.parquet")
         if self._failures:
             shards.write_rows(self._failures, FAILURES_SCHEMA, self.work / "failures" / f"{tag}.parquet")
         shards.write_rows(self._stage1, STAGE1_SCHEMA, self.work / "stage1" / f"{tag}.parquet")
@@ -635,9 +674,11 @@ def _run_phase1(todo: Sequence, cfg: _WorkerConfig, jobs: int, emit: Callable[[_
 
 # ----------------------------------------------------------------------------- phase 2: annotation
 
-def hold_out_speakers(speakers: Sequence[str], n_test: int) -> tuple[list[str], list[str], list[str]]:
+def hold_out_speakers(speakers: Sequence[str], n_test: int,
+                      genders: dict[str, str] | None = None) -> tuple[list[str], list[str], list[str]]:
     """(train, test, warnings): ``n_test`` speakers held out, chosen by a stable hash of their id,
-    alternating genders (M/W prefixes); fewer when the corpus is small (see module doc)."""
+    alternating genders (``genders``: speaker -> "man" | "woman" | other; without it the M/W
+    prefixes of MEAD's ids); fewer when the corpus is small (see module doc)."""
     speakers = sorted(set(speakers))
     warnings: list[str] = []
     k = max(0, int(n_test))
@@ -648,7 +689,8 @@ def hold_out_speakers(speakers: Sequence[str], n_test: int) -> tuple[list[str], 
     key = lambda s: hashlib.sha256(f"talkclip-split/{s}".encode()).hexdigest()  # noqa: E731
     by_group: dict[str, list[str]] = {}
     for s in sorted(speakers, key=key):
-        by_group.setdefault(s[:1].upper() if s[:1].upper() in "MW" else "?", []).append(s)
+        group = {"man": "M", "woman": "W"}.get(genders.get(s), "?") if genders is not None else s[:1].upper()
+        by_group.setdefault(group if group in "MW" else "?", []).append(s)
     order = [g for g in ("M", "W", "?") if g in by_group]
     test: list[str] = []
     while len(test) < k:
@@ -684,17 +726,18 @@ def annotate_clips(stage1: pa.Table, *, au_table, groups: dict, baseline: bool =
     if unbaselined:
         warnings.append(f"no neutral clips (no baseline) for: {', '.join(unbaselined)}")
     train, test, split_warn = hold_out_speakers(speakers if speakers is not None else [r["speaker"] for r in rows],
-                                                test_speakers)
+                                                test_speakers, {r["speaker"]: r["gender"] for r in rows})
     warnings += split_warn
     test_set = set(test)
-    missing_groups: set[tuple[str, int]] = set()
+    missing_groups: set[tuple[str, str]] = set()
     for r in rows:
         raw = np.asarray(r["au_intensity_raw"], np.float64)                  # (12,)
         intensity = clip_au(raw[None, :], base_of.get((r["speaker"], r["view"])))  # (12,)
         levels = au_table.levels(intensity)                                  # (12,) 0..3
-        labels = list(groups.get((r["emotion"], int(r["level"])), []))
-        if (r["emotion"], int(r["level"])) not in groups:
-            missing_groups.add((r["emotion"], int(r["level"])))
+        group = groups.get((r["emotion"], r["intensity"])) if r["emotion"] else None   # LabelRow
+        if r["emotion"] and group is None:
+            missing_groups.add((r["emotion"], r["intensity"]))
+        labels, r["level"] = (list(group.labels), group.level) if group else ([], r["level"])
         r["au_intensity"] = [float(x) for x in intensity]
         r["au_level"] = [int(x) for x in levels]
         r["emotion_labels"] = labels
@@ -703,7 +746,7 @@ def annotate_clips(stage1: pa.Table, *, au_table, groups: dict, baseline: bool =
                                         seed=f"{seed}:{r['clip_id']}")
         r["split"] = "test" if r["speaker"] in test_set else "train"
     if missing_groups:
-        warnings.append("group table has no labels for " + ", ".join(f"{e}/level_{lv}" for e, lv in sorted(missing_groups)))
+        warnings.append("label table has no row for " + ", ".join(f"{e}/{i}" for e, i in sorted(missing_groups)))
     stage1_only = set(STAGE1_SCHEMA.names) - set(CLIPS_SCHEMA.names)     # ok, track_s
     table = shards.rows_to_table([ClipRow(**{k: v for k, v in r.items() if k not in stage1_only}) for r in rows],
                                  CLIPS_SCHEMA)
@@ -763,9 +806,10 @@ def _remove_uncommitted(out: Path) -> int:
     work = out / WORK_DIR
     committed = {p.stem for p in shards.shard_files(work / "stage1")}
     n = 0
-    for folder in (out / "frames", out / "audio", work / "failures", work / "stage1", out / "clips", out / "failures"):
+    for folder in (out / "frames", out / "audio", out / "phonemes", work / "failures", work / "stage1", out / "clips",
+                   out / "failures"):
         n += shards.remove_temp_files(folder)
-    for folder in (out / "frames", out / "audio", work / "failures"):
+    for folder in (out / "frames", out / "audio", out / "phonemes", work / "failures"):
         for p in shards.shard_files(folder):
             if p.stem not in committed:
                 p.unlink()
@@ -826,14 +870,13 @@ def build(source, out_dir: str | Path, options: BuildOptions | None = None, *,
     reported in the returned :class:`Summary`.
     """
     from talkclip.annotate.au import AU_MAPPING_PATH, load_au_table
-    from talkclip.annotate.emotions import load_group_table
     from talkclip.annotate.tracker import FaceTracker, resolve_landmarker, sha256_file
 
     t_start = time.perf_counter()
     options = options or BuildOptions()
     clips = list(source.list_clips())
     au_table = load_au_table(options.au_table)
-    group_table = load_group_table(options.groups)
+    group_table = source.label_table(options.groups)   # checked against the listed clips
     landmarker = resolve_landmarker(options.landmarker)
     FaceTracker(landmarker, mode="video").close()   # a broken model file fails here, not per clip
     jobs, notice = options.workers()
@@ -846,7 +889,8 @@ def build(source, out_dir: str | Path, options: BuildOptions | None = None, *,
     root = Path(source.root).resolve()
     where = {"mead": str(root)} if source.name == "mead" else {"corpus": source.name, "root": str(root)}
     phase1 = dict(where, **source.selection(), landmarks=bool(options.landmarks),
-                  landmarker_sha256=sha256_file(landmarker), au_mapping_sha256=sha256_file(AU_MAPPING_PATH))
+                  landmarker_sha256=sha256_file(landmarker), au_mapping_sha256=sha256_file(AU_MAPPING_PATH),
+                  **({"phonemes": True} if options.phonemes else {}))   # absent = off (older builds)
     run = _Run(source, clips, out, options, au_table, group_table, landmarker, phase1, jobs,
                progress or (lambda ev: None), [notice] if notice else [], t_start)
     run.warnings += list(getattr(source, "warnings", []))
@@ -882,7 +926,7 @@ def _build_locked(run: _Run) -> Summary:
         run.emit(ProgressEvent("clip", len(todo), run.done, run.failed, skipped, r.clip_id, r.ok, r.frames))
 
     cfg = _WorkerConfig(str(run.out), str(Path(run.source.root).resolve()), bool(run.options.landmarks),
-                        int(run.options.shard_clips), _run_tag(), str(run.landmarker))
+                        int(run.options.shard_clips), _run_tag(), str(run.landmarker), bool(run.options.phonemes))
     t1 = time.perf_counter()
     crashes = _run_phase1(todo, cfg, run.jobs, on_clip)
     track_seconds = time.perf_counter() - t1
@@ -925,7 +969,8 @@ def _phase2(run: _Run, selected: set[str], crashes: list[str], track_seconds: fl
         frames=int(sum(clip_table.column("frames").to_pylist())), frames_now=run.frames, missing=missing,
         train_speakers=info["train_speakers"], test_speakers=info["test_speakers"],
         failures_by_stage=dict(sorted(by_stage.items())), warnings=warnings, track_seconds=track_seconds,
-        train_clips=splits.count("train"), test_clips=splits.count("test"), jobs=run.jobs)
+        train_clips=splits.count("train"), test_clips=splits.count("test"), jobs=run.jobs,
+        skipped_names=run.source.skipped_names)
     manifest = build_manifest(run, summary, info, clip_table)
     summary.seconds = time.perf_counter() - run.t_start
     manifest["timing"]["last_run_s"] = round(summary.seconds, 3)
@@ -942,30 +987,53 @@ def build_manifest(run: _Run, summary: Summary, info: dict, clip_table: pa.Table
 
     o, p1 = run.options, run.phase1
     return dict(
-        tool="talkclip", version=__version__, format=FORMAT, corpus=run.source.name, complete=summary.missing == 0,
+        tool="talkclip", version=__version__, format=FORMAT, corpus=run.source.name, source=run.source.card_source(),
+        complete=summary.missing == 0,
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        options=dict(mead_root=Path(run.source.root).name, speakers=p1.get("speakers"), views=p1.get("views"),
+        options=dict(root=Path(run.source.root).name, speakers=p1.get("speakers"), views=p1.get("views"),
                      emotions=p1.get("emotions"), limit=p1.get("limit"), landmarks=bool(o.landmarks),
+                     phonemes=bool(o.phonemes),
                      baseline=bool(o.baseline), n_captions=o.n_captions, seed=o.seed, test_speakers=o.test_speakers,
                      au_table=Path(o.au_table).name if o.au_table else "packaged",
                      groups=Path(o.groups).name if o.groups else "packaged"),
         au_estimator="mediapipe blendshapes + landmark geometry (talkclip.annotate.au)",
-        au_table_sha256=run.au_table.sha256, group_table_sha256=group_table_sha256(o.groups),
+        au_table_sha256=run.au_table.sha256, group_table_sha256=group_table_sha256(o.groups or run.source.labels),
         landmarker_sha256=p1["landmarker_sha256"], au_mapping_sha256=p1["au_mapping_sha256"],
         emotions_sha256=sha256_file(EMOTIONS_PATH), av_tolerance_s=AV_TOLERANCE_S,
         counts=dict(selected=summary.selected, clips=summary.clips, failed=summary.failed,
                     failures_by_stage=summary.failures_by_stage, av_mismatch=summary.av_mismatch,
-                    missing=summary.missing, frames=summary.frames,
+                    missing=summary.missing, frames=summary.frames, skipped_names=summary.skipped_names,
                     frames_with_face=int(sum(clip_table.column("frames_with_face").to_pylist())),
                     speakers=len({c.speaker for c in run.clips}),
                     train_clips=summary.train_clips, test_clips=summary.test_clips),
         splits=dict(train=info["train_speakers"], test=info["test_speakers"]),
         baseline=dict(enabled=bool(o.baseline), per_speaker_view=info["baseline"],
                       unbaselined_speakers=info["unbaselined_speakers"]),
-        au_ids=list(AU_IDS), warnings=summary.warnings,
+        au_ids=list(AU_IDS), warnings=summary.warnings, phonemes=phoneme_summary(run, clip_table),
         timing=dict(last_run_s=None, last_run_track_s=round(summary.track_seconds, 3), last_run_clips=run.done,
                     last_run_frames=run.frames, jobs=run.jobs),
     )
+
+
+def phoneme_summary(run: _Run, clip_table: pa.Table) -> dict:
+    """The manifest's ``phonemes`` entry: whether tracks were built, where the sentences came
+    from, and how many clips were aligned to their sentence or recognised."""
+    if not run.options.phonemes:
+        return {"enabled": False}
+    keep = set(clip_table.column("clip_id").to_pylist())
+    table = _latest(shards.read_table(run.out / "phonemes", PHONEMES_SCHEMA, ["clip_id", "method"]), keep)
+    methods: dict[str, int] = {}
+    for m in table.column("method").to_pylist():
+        methods[m] = methods.get(m, 0) + 1
+    if any(getattr(c, "sentence", None) for c in run.clips):
+        sentences = ("the corpus's sentence of each clip (forced alignment); recognition for clips without "
+                     "one or whose alignment failed")
+    else:
+        sentences = "none known for this corpus: phones recognised from the audio"
+        if run.source.name == "mead":
+            sentences += " (MEAD's per-clip sentences could not be established from its documentation; see README)"
+    return {"enabled": True, "sentences": sentences, "methods": dict(sorted(methods.items())),
+            "tool": "pocketsphinx en-us (talkclip.annotate.phonemes)"}
 
 
 def _write_outputs(out: Path, clips: pa.Table, failures: pa.Table) -> None:
@@ -986,16 +1054,10 @@ def _write_outputs(out: Path, clips: pa.Table, failures: pa.Table) -> None:
                 p.unlink()
 
 
-def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, *, speakers: Sequence[str] | None = None,
-                  views: Sequence[str] | None = ("front",), emotions: Sequence[str] | None = None,
-                  limit: int | None = None, progress: Callable[[ProgressEvent], None] | None = None,
-                  **options: Any) -> Summary:
-    """Build (or resume) TA-MEAD from a MEAD root into ``out_dir``: :func:`build` with a
-    :class:`~talkclip.pipelines.mead.MeadSource` for the filters and :class:`BuildOptions` from
-    the other keyword arguments (jobs, landmarks, au_table, groups, baseline, n_captions, seed,
-    test_speakers, shard_clips, landmarker, retry_failed)."""
-    unknown = sorted(set(options) - set(BuildOptions.__dataclass_fields__))
-    if unknown:
-        raise TypeError(f"build_ta_mead() got unexpected keyword argument(s) {', '.join(unknown)}")
-    source = MeadSource(mead_dir, speakers=speakers, views=views, emotions=emotions, limit=limit)
-    return build(source, out_dir, BuildOptions(**options), progress=progress)
+def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, **options: Any) -> Summary:
+    """Build (or resume) TA-MEAD from a MEAD root into ``out_dir``: the ``mead`` recipe through
+    :func:`talkclip.pipelines.recipes.build_corpus` (filters: speakers, views, emotions, limit;
+    the other keyword arguments are :class:`BuildOptions` fields; ``progress`` a callback)."""
+    from .recipes import build_corpus
+
+    return build_corpus("mead", mead_dir, out_dir, **options)

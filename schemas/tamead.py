@@ -38,9 +38,11 @@ CLIPS_SCHEMA = pa.schema([
     pa.field("speaker", pa.string(), nullable=False),   # "M003"
     pa.field("gender", pa.string()),                    # "man" | "woman" | "person"
     pa.field("view", pa.string()),                      # "front"
-    pa.field("emotion", pa.string()),                   # "angry"
-    pa.field("level", pa.int8()),                       # 1..3
+    pa.field("emotion", pa.string()),                   # the corpus's word: "angry" ("" = unlabelled)
+    pa.field("intensity", pa.string()),                 # the corpus's word: "2" (MEAD), "strong", "unspecified"
+    pa.field("level", pa.int8()),                       # 1..3 from the label table; 0 = unspecified / unlabelled
     pa.field("take", pa.string()),                      # "001"
+    pa.field("sentence", pa.string()),                  # the spoken text, where the corpus defines it
     pa.field("video_path", pa.string()),                # path, or "archive.tar::member"
     pa.field("audio_path", pa.string()),
     pa.field("audio_source", pa.string()),              # "m4a" | "video"
@@ -83,6 +85,21 @@ FAILURES_SCHEMA = pa.schema([
     pa.field("path", pa.string()),
 ])
 
+# Phoneme track (optional: builds made with --phonemes; talkclip.annotate.phonemes): one row per
+# clip. Phone ids index the phone table annotate/data/phones.csv (0 = silence); ``frame_ids``
+# follows the clip's video frames (row t covers [t/fps, (t+1)/fps), like the frames table).
+PHONEMES_SCHEMA = pa.schema([
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("fps", pa.float32()),
+    pa.field("method", pa.string()),                 # "alignment" (sentence known) | "recognition"
+    pa.field("sentence", pa.string()),               # the sentence aligned to (null: recognition)
+    pa.field("note", pa.string()),                   # why recognition replaced an asked-for alignment
+    pa.field("phones", pa.list_(pa.string())),       # segments: phone symbol ...
+    pa.field("starts", pa.list_(pa.float32())),      # ... start and end in seconds
+    pa.field("ends", pa.list_(pa.float32())),
+    pa.field("frame_ids", pa.list_(pa.int16())),     # (T,) phone id per video frame
+])
+
 
 # Phase-1 record of a build (internal, under OUT/.work/stage1/): one row per clip attempted,
 # written by the worker that tracked it, in the same commit as the clip's frames/audio rows.
@@ -112,10 +129,12 @@ FramesRow = row_type("FramesRow", FRAMES_SCHEMA)
 AudioRow = row_type("AudioRow", AUDIO_SCHEMA)
 FailureRow = row_type("FailureRow", FAILURES_SCHEMA)
 Stage1Row = row_type("Stage1Row", STAGE1_SCHEMA)
+PhonemesRow = row_type("PhonemesRow", PHONEMES_SCHEMA)
 
 TABLES = {
     "clips": (CLIPS_SCHEMA, ClipRow),
     "frames": (FRAMES_SCHEMA, FramesRow),
     "audio": (AUDIO_SCHEMA, AudioRow),
     "failures": (FAILURES_SCHEMA, FailureRow),
+    "phonemes": (PHONEMES_SCHEMA, PhonemesRow),
 }

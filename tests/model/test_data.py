@@ -92,13 +92,39 @@ def test_windows_are_aligned_and_deterministic(synth):
     assert list(StepBatches(2, 3, 4, rank=1, world=2))[0] == [14, 15]
 
 
-def test_phoneme_training_is_refused_with_a_clear_message(synth):
-    from talkclip import ConfigError
-
+def test_phoneme_config_needs_a_phoneme_track(synth):
     cfg = load_config("tiny")
     cfg.model.audio_input = "mel+phoneme"
-    with pytest.raises(ConfigError, match="not implemented"):
+    with pytest.raises(LayoutError, match="no phoneme track.*--phonemes"):
         load_tamead(synth, cfg)
+
+
+def test_phoneme_track_reaches_the_batches(tmp_path):
+    from support import write_phoneme_track
+
+    data = write_synthetic_tamead(tmp_path / "ta", n_clips=4, frames=40, seed=2, test_clips=0)
+    tracks = write_phoneme_track(data, drop=1)                 # the last clip gets no track
+    cfg = load_config("tiny-phoneme")
+    d = load_tamead(data, cfg, split=None)
+    assert d.skipped["no_phonemes"] == 1 and len(d.clips) == 3
+    for c in d.clips:
+        assert c.phonemes.dtype == np.int64 and c.phonemes.tolist() == tracks[c.clip_id]
+    ds = TAMEADWindows(d, cfg, seed=0)
+    L, w = cfg.model.seq_len, cfg.model.window
+    for i in range(6):
+        item = ds[i]
+        assert item["phonemes"].shape == (L + 2 * w,) and item["phonemes"].dtype == torch.int64
+        assert int(item["phonemes"].max()) < cfg.model.n_phonemes
+    assert "phonemes" not in TAMEADWindows(load_tamead(data, load_config("tiny"), split=None), cfg)[0]
+
+
+def test_phoneme_track_of_another_length_is_a_layout_error(tmp_path):
+    from support import write_phoneme_track
+
+    data = write_synthetic_tamead(tmp_path / "ta", n_clips=2, frames=40, seed=3, test_clips=0)
+    write_phoneme_track(data, n_frames=39)
+    with pytest.raises(LayoutError, match="39 frame ids vs 40 frames"):
+        load_tamead(data, load_config("tiny-phoneme"), split=None)
 
 
 @pytest.mark.parametrize("table", ["frames", "audio"])
