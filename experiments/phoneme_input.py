@@ -26,7 +26,7 @@ ids (59% of frames right) no input is reliably better (the gaps are as large as 
 seeds). The data are synthetic in the targets and tiny, and the discriminator barely tells true
 from shifted curves, so nothing here speaks to real faces or real lip sync. Run from the
 repository root:
-``python experiments/phoneme_input.py [--steps 400] [--sync-steps 300] [--seed 0] [--phones recognition]``.
+``python experiments/phoneme_input.py [--steps 600] [--sync-steps 600] [--seed 0] [--phones recognition]``.
 """
 
 from __future__ import annotations
@@ -209,8 +209,8 @@ def evaluate(ckpt: Path, sync_ckpt: Path, data: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--sync-steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--sync-steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--phones", choices=("recognition", "alignment"), default="recognition")
     ap.add_argument("--out", type=Path, default=None, help="keep data and checkpoints here (default: temp); "
