@@ -151,7 +151,7 @@ def make_data(out: Path, phones: str, seed: int) -> dict:
                     video_path=f"{cid}.mp4", audio_path=f"{cid}.wav", audio_source="m4a", fps=FPS, frames=T,
                     frames_with_face=T, duration_s=T / FPS, audio_duration_s=len(wav) / 16000, av_mismatch=False,
                     au_intensity_raw=[0.0] * 12, au_intensity=[0.0] * 12, au_level=[0] * 12, emotion_labels=[emo],
-                    captions=caps, split="test" if voice == TEST_VOICE else "train"))
+                    captions=caps, split="test" if voice == TEST_VOICE else "train", sentence=text))
                 rows["frames"].append(FramesRow(
                     clip_id=cid, fps=FPS, timestamp_ms=[int(i * 1000 / FPS) for i in range(T)], face=[True] * T,
                     blendshapes=bs.tolist(), pose=[np.eye(4, dtype=np.float32).ravel().tolist()] * T, landmarks=None))
