@@ -203,6 +203,10 @@ def _print_train_summary(summary, what: str) -> None:
 
     for note in summary.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
+    if summary.skipped:  # every reason, with its count, also when zero
+        console.print(f"skipped {sum(summary.skipped.values())} clips: "
+                      + ", ".join(f"{k} {v}" for k, v in summary.skipped.items()), markup=False, highlight=False,
+                      soft_wrap=True)
     table = Table(title=f"{what}: steps {summary.start_step} -> {summary.steps} on {summary.clips} clips "
                         f"({summary.seconds:.1f} s)")
     table.add_column("loss")
@@ -334,6 +338,8 @@ def build_cmd(
     shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
     landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
     keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+    phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/, offline pocketsphinx): "
+                                  "aligned to the clip's sentence where the corpus has one (RAVDESS, CREMA-D), else recognised."),
 ) -> None:
     """Build a TA-MEAD-style dataset from any supported corpus (one recipe per corpus; resumable).
 
@@ -352,7 +358,7 @@ def build_cmd(
                                 include_song=include_song, limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
                                 test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
-                                retry_failed=not keep_failed)
+                                retry_failed=not keep_failed, phonemes=phonemes)
     raise typer.Exit(summary.exit_code)
 
 
@@ -696,25 +702,18 @@ def train_renderer_cmd(
     max_clips: Optional[int] = typer.Option(None, "--max-clips", help="Use at most this many clips (0 = all; default: the config's)."),
     frame_stride: Optional[int] = typer.Option(None, "--frame-stride", help="Cache every n-th face frame of a clip (default: the config's)."),
     threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0 = torch's default)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Also checkpoint every N steps "
+                                                   "(0 = only at the end; default: the config's)."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps per row of OUT/renderer_log.csv."),
 ) -> None:
     """Train the PIRenderer-style neural renderer (from scratch, no pretrained weights) on TA-MEAD frames;
     use the checkpoint with `talkclip generate --renderer DIR`."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from talkclip.pipelines.train_renderer import train_renderer
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err_console, transient=True) as bar:
-        tasks: dict = {}
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task("loading clips" if stage == "load" else "training", total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        summary = train_renderer(data_dir, config, out, steps=steps, device=device, batch_size=batch_size, seed=seed,
-                                 resume=resume, mead=mead, split=split, max_clips=max_clips,
-                                 frame_stride=frame_stride, threads=threads or None, progress=on_progress)
+    summary = train_renderer(data_dir, config, out, steps=steps, device=device, batch_size=batch_size, seed=seed,
+                             resume=resume, mead=mead, split=split, max_clips=max_clips, frame_stride=frame_stride,
+                             threads=threads or None, log_every=log_every, checkpoint_every=checkpoint_every,
+                             progress=True)
     for cid, why in summary.failures:
         err_console.print(f"skipped {cid}: {why}", markup=False, highlight=False)
     console.print(f"train-renderer: steps {summary.start_step} -> {summary.steps} on {summary.clips} clips "

@@ -2,8 +2,9 @@
 
 Layout::
 
-    DIR/model.safetensors      all weights (safetensors metadata: kind = "talkclip" | "sync")
-    DIR/config.json            the TalkCLIPConfig the model was built from
+    DIR/model.safetensors      all weights (safetensors metadata: kind = "talkclip" | "sync" |
+                               "neural-renderer")
+    DIR/config.json            the config the model was built from (TalkCLIPConfig; RendererConfig)
     DIR/optimizer.safetensors  optimizer tensors (for --resume; flattened "<name>.<param>.<key>")
     DIR/trainer_state.json     step, RNG states, optimizer hyper-parameters, log position
 
@@ -94,12 +95,14 @@ def restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str
 
 def save_checkpoint(model, out_dir: str | Path, *, optimizer=None, state: dict | None = None,
                     optimizers: dict[str, torch.optim.Optimizer] | None = None, kind: str = "talkclip") -> Path:
-    """Write ``model`` (TalkCLIP, or a SyncDiscriminator with kind="sync" and ``model.config`` set)
-    to ``out_dir``. ``optimizer``/``optimizers`` and ``state`` (JSON-able; tensors under
-    ``state["tensors"]`` go to optimizer.safetensors) make the directory resumable."""
+    """THE checkpoint writer: ``model`` (TalkCLIP; a SyncDiscriminator with kind="sync" and
+    ``model.config`` set; a PIRenderNet with kind="neural-renderer") to ``out_dir``.
+    ``optimizer``/``optimizers`` and ``state`` (JSON-able; tensors under ``state["tensors"]`` go
+    to optimizer.safetensors) make the directory resumable (the training loop,
+    :mod:`talkclip.pipelines.solver`, writes them)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg: TalkCLIPConfig = model.config
+    cfg = model.config          # TalkCLIPConfig | RendererConfig: anything with to_dict()
     skip = _excluded_prefixes(cfg) if kind == "talkclip" else ()
     sd = {k: v for k, v in model.state_dict().items() if not k.startswith(skip)}
     save_tensors(sd, out / MODEL_FILE, {"kind": kind, "format": "pt"})

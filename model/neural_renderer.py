@@ -41,7 +41,6 @@ Checkpoint directory: ``model.safetensors`` (metadata kind = "neural-renderer") 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -375,14 +374,11 @@ class PIRenderNet(nn.Module):
 # ---------------------------------------------------------------- checkpoints
 
 def save_renderer(model: PIRenderNet, out_dir: str | Path) -> Path:
-    """Write ``model.safetensors`` (kind neural-renderer) + ``config.json`` into ``out_dir``."""
-    from talkclip.model.checkpoint import atomic_write, save_tensors
+    """Write ``model.safetensors`` (kind neural-renderer) + ``config.json`` into ``out_dir``
+    (:func:`talkclip.model.checkpoint.save_checkpoint`, the one checkpoint writer)."""
+    from talkclip.model.checkpoint import save_checkpoint
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_tensors(model.state_dict(), out / MODEL_FILE, {"kind": KIND, "format": "pt"})
-    atomic_write(out / CONFIG_FILE, lambda p: p.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n"))
-    return out
+    return save_checkpoint(model, out_dir, kind=KIND)
 
 
 def load_renderer(path: str | Path, device: str | torch.device = "cpu") -> PIRenderNet:

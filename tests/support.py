@@ -409,20 +409,23 @@ def _recipe_media() -> dict:
     return _MINI_CACHE["media"]
 
 
-def _recipe_cut(source: str, start: float, speech: str | None, sample_rate: int = 16_000):
-    """(frames, fps, audio at ``sample_rate`` or None) of a RECIPE_CLIP_S window of a fixture."""
+def _recipe_cut(source: str, start: float, speech: str | None, sample_rate: int = 16_000,
+                length_s: float = RECIPE_CLIP_S):
+    """(frames, fps, audio at ``sample_rate`` or None) of a ``length_s`` window of a fixture; the
+    audio is the start of ``speech``, padded with silence when the speech is shorter."""
     import numpy as np
 
     from talkclip.pipelines.sample import cut
 
     media = _recipe_media()
     frames, fps = media[source]
-    clip, _ = cut(frames, fps, None, start, RECIPE_CLIP_S)
+    clip, _ = cut(frames, fps, None, start, length_s)
     audio = None
     if speech is not None:
         wav = media[speech]
         n = int(round(len(clip) / fps * 16_000))
-        audio = np.resize(wav, n).astype(np.float32)                          # (n,) looped if short
+        audio = np.zeros(n, np.float32)                                         # (n,)
+        audio[: min(n, len(wav))] = wav[:n]
         if sample_rate != 16_000:
             idx = np.arange(int(round(n * sample_rate / 16_000))) * 16_000 / sample_rate
             audio = np.interp(idx, np.arange(n), audio).astype(np.float32)     # (n * sr / 16k,)
@@ -470,7 +473,10 @@ def write_flv(path, frames, fps: float):
     return path
 
 
-# (file name in Actor_NN/, source, start s, speech or None = video-only mp4 without audio)
+# (file name in Actor_NN/, source, start s, speech or None = video-only mp4 without audio); the
+# full-AV clips with a face last RAVDESS_CLIP_S and hold the whole statement (espeak-ng), so the
+# build's --phonemes can align it
+RAVDESS_CLIP_S = 2.3
 MINI_RAVDESS_PLAN = (
     ("01-01-01-01-01-01-01.mp4", "talking", 0.0, "kids_door_en"),    # neutral normal, kids
     ("01-01-03-02-02-01-01.mp4", "talking", 2.0, "dogs_door_en"),    # happy strong, dogs
@@ -478,7 +484,7 @@ MINI_RAVDESS_PLAN = (
     ("02-01-05-01-01-01-01.mp4", "talking", 4.0, None),              # video-only, no twin: fails "audio"
     ("01-02-03-01-01-01-01.mp4", "talking", 6.0, "kids_door_en"),    # song: only with --include-song
     ("01-01-04-01-01-01-02.mp4", "single_face", 0.0, "kids_door_en"),  # sad normal
-    ("01-01-01-01-02-01-02.mp4", "single_face", 1.0, "dogs_door_en"),  # neutral normal, dogs
+    ("01-01-01-01-02-01-02.mp4", "single_face", 0.0, "dogs_door_en"),  # neutral normal, dogs
     ("01-01-08-01-01-01-02.mp4", "no_face", 0.5, "kids_door_en"),    # surprised: no face, fails "track"
     ("01-01-01-02-01-01-02.mp4", "single_face", 0.0, "kids_door_en"),  # neutral "strong": bad name
 )
@@ -491,7 +497,8 @@ def make_mini_ravdess(root: Path) -> dict:
     root = Path(root)
     for name, src, start, speech in MINI_RAVDESS_PLAN:
         actor = name[-6:-4]
-        frames, fps, audio = _recipe_cut(src, start, speech, 48_000)
+        length = RAVDESS_CLIP_S if speech and src != "no_face" else RECIPE_CLIP_S
+        frames, fps, audio = _recipe_cut(src, start, speech, 48_000, length)
         write_mp4(root / f"Actor_{actor}" / name, frames, fps, audio, sample_rate=48_000)
     (root / "Actor_01" / "notes.txt").write_text("not a video: ignored\n")
     return dict(root=root, ok=["01-01-01-01-01-01-01", "01-01-03-02-02-01-01", "01-01-01-01-02-01-02",
@@ -595,5 +602,6 @@ def cached_corpus_build(name: str):
         out = Path(tempfile.mkdtemp(prefix=f"talkclip-{name}-build-")) / "out"
         atexit.register(shutil.rmtree, out.parent, True)
         source = RecipeSource(get_recipe(name.replace("-csv", "")), facts["root"])
-        _MINI_CACHE[key] = (facts, out, build(source, out, BuildOptions(jobs=1)))
+        options = BuildOptions(jobs=1, phonemes=name == "ravdess")     # RAVDESS: align its statements
+        _MINI_CACHE[key] = (facts, out, build(source, out, options))
     return _MINI_CACHE[key]
