@@ -756,14 +756,14 @@ def push_checkpoint_cmd(
 @main.command("app")
 def app_cmd(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="TalkCLIP checkpoint for the Generate tab "
-                                             "(a directory from `talkclip train`, or a Hub id org/name[@rev]); without it the tab says how to get one."),
+                                             "(a directory from `talkclip train`, or a Hub id org/name, optionally @revision); without it the tab says how to get one."),
     data_dir: Optional[Path] = typer.Option(None, "--data", help="TA-MEAD build for the Dataset tab (from `talkclip-data build-ta-mead`)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default loopback only; 0.0.0.0 exposes it on the network)."),
     port: int = typer.Option(7860, "--port", help="TCP port."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for generation."),
 ) -> None:
     """Browser app (Gradio): caption a video or photo, generate a talking head, browse a build.
-    Needs the optional extra: pip install -e '.[app]'. Never opens a public share link."""
+    Needs the optional extra 'app' (pip install -e '.\\[app]'). Never opens a public share link."""
     from talkclip.pipelines.app import AppOptions, serve
 
     serve(AppOptions(checkpoint=checkpoint, data=data_dir, host=host, port=port, device=device))

@@ -122,3 +122,20 @@ def test_mead_recipe_lists_what_walk_mead_lists(fixtures):
     spk = {c.clip_id: c for c in clips}["M001_front_happy_level_2_001"]
     assert (spk.gender, spk.emotion, spk.intensity, spk.level, spk.view, spk.take) == ("man", "happy", "2", 2, "front", "001")
     assert get_recipe("mead").label_table()[("happy", "2")].level == 2
+
+
+def test_folder_emotion_outside_the_label_table_is_refused_before_tracking(fixtures, tmp_path):
+    import shutil
+
+    from talkclip.pipelines.recipes import RecipeSource
+
+    root = tmp_path / "corpus"
+    shutil.copytree(cached_mini_corpus("folder-csv")["root"], root)
+    (root / "labels.csv").write_text("path,speaker,emotion,intensity\nspkA/a1.mp4,,joyful,\nspkA/a2.mp4,,happy,extreme\n")
+    source = RecipeSource(get_recipe("folder"), root)
+    assert len(source.list_clips()) == 2 and source.skipped_names == 4    # 4 videos not in the CSV
+    with pytest.raises(InputError, match=r"folder_groups.csv has no row for happy/extreme, joyful/\(no intensity\)"):
+        source.label_table()
+    mine = tmp_path / "mine.csv"
+    mine.write_text("emotion,intensity,level,labels\njoyful,,2,joy;delight\nhappy,extreme,3,ecstasy\n")
+    assert source.label_table(mine)[("joyful", "")].labels == ("joy", "delight")

@@ -106,7 +106,7 @@ def test_train_rejects_bad_input(synth, tmp_path):
     (tmp_path / "badsync").mkdir()
     (tmp_path / "badsync" / "config.json").write_text(json.dumps(load_config("tiny").to_dict()))
     (tmp_path / "badsync" / "model.safetensors").write_bytes(b"not a safetensors file at all")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="corrupt checkpoint file"):
         train(synth, "tiny", tmp_path / "o3", steps=1, sync_checkpoint=tmp_path / "badsync")
     with pytest.raises(InputError, match="stage"):
         train(synth, "tiny", tmp_path / "o4", steps=1, stage="3")
@@ -250,6 +250,8 @@ def test_sync_resume_continues_identically(synth, tmp_path):
         train_sync(synth, str(_bigger_tiny(tmp_path)), tmp_path / "b", steps=5, resume=True, **kw)
     resumed = train_sync(synth, None, tmp_path / "b", steps=5, resume=True, **kw)
     assert (resumed.start_step, resumed.steps) == (2, 5)
+    state = json.loads((tmp_path / "b" / "trainer_state.json").read_text())
+    assert state["kind"] == "sync" and state["step"] == 5 and len(state["data"]["manifest_sha256"]) == 64
     a, b = load_sync_checkpoint(tmp_path / "a").state_dict(), load_sync_checkpoint(tmp_path / "b").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows_a = list(csv.DictReader((tmp_path / "a" / "sync_log.csv").open()))
