@@ -187,7 +187,7 @@ def demo_cmd(
     if caption_only or as_json:
         return
     mead, build_dir = demo_corpus(out)
-    summary = _build_and_report(mead, build_dir, jobs=jobs, landmarker=landmarker, test_speakers=1)
+    summary = _build_and_report("mead", mead, build_dir, jobs=jobs, landmarker=landmarker, test_speakers=1)
     stats_cmd(build_dir, samples=4)
     console.print(f"demo TA-MEAD in {build_dir} (load it with datasets.load_dataset)", markup=False)
     raise typer.Exit(summary.exit_code)
@@ -203,6 +203,10 @@ def _print_train_summary(summary, what: str) -> None:
 
     for note in summary.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
+    if summary.skipped:  # every reason, with its count, also when zero
+        console.print(f"skipped {sum(summary.skipped.values())} clips: "
+                      + ", ".join(f"{k} {v}" for k, v in summary.skipped.items()), markup=False, highlight=False,
+                      soft_wrap=True)
     table = Table(title=f"{what}: steps {summary.start_step} -> {summary.steps} on {summary.clips} clips "
                         f"({summary.seconds:.1f} s)")
     table.add_column("loss")
@@ -307,7 +311,7 @@ def build_ta_mead_cmd(
                                               "the cluster this machine joined with `ray start`, else a local Ray started for this run."),
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
-    summary = _build_and_report(mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
+    summary = _build_and_report("mead", mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
                                 emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
                                 test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
@@ -316,14 +320,70 @@ def build_ta_mead_cmd(
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 
-def _build_and_report(mead: Path, out: Path, **options):
-    """Run build_ta_mead with a progress bar on stderr and print its summary table."""
+@data.command("build")
+def build_cmd(
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus recipe: mead, ravdess, crema-d, folder (see --list)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="The corpus folder, in the recipe's layout (see --list)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (tables, manifest, dataset card). "
+                                       "Rerunning into the same folder resumes and skips finished clips."),
+    list_recipes: bool = typer.Option(False, "--list", help="Show the corpus recipes (layout, labels, licence) and exit."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count)."),
+    speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate)."),
+    emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, in the corpus's words (e.g. happy,sad)."),
+    views: Optional[list[str]] = typer.Option(None, "--views", help="MEAD only: camera views (default front; 'all' for every view)."),
+    include_song: bool = typer.Option(False, "--include-song", help="RAVDESS only: also build the song clips."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips of the (sorted) selection."),
+    landmarks: bool = typer.Option(False, "--landmarks", help="Also store the 478 landmarks per frame (int16)."),
+    au_table: Optional[Path] = typer.Option(None, "--au-table", help="AU lookup table CSV (thresholds + phrases); default the packaged one."),
+    groups: Optional[Path] = typer.Option(None, "--groups", help="Label table CSV (emotion,intensity,level,labels); default the recipe's packaged one (this project's own annotation)."),
+    no_baseline: bool = typer.Option(False, "--no-baseline", help="Do not subtract each speaker's neutral AU mean before levelling."),
+    captions: int = typer.Option(5, "--captions", help="Caption variants per clip."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the captions (with the clip id)."),
+    test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
+    shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
+    landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
+    keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+    phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/, offline pocketsphinx): "
+                                  "aligned to the clip's sentence where the corpus has one (RAVDESS, CREMA-D), else recognised."),
+) -> None:
+    """Build a TA-MEAD-style dataset from any supported corpus (one recipe per corpus; resumable).
+
+    Exit code 0 when every clip was built, 1 when some failed (recorded in failures/), 2 for bad input.
+    """
+    if list_recipes:
+        _print_recipes()
+        return
+    from talkclip import InputError
+
+    missing = [flag for flag, value in (("--corpus", corpus), ("--root", root), ("--out", out)) if value is None]
+    if missing:
+        raise InputError(f"{', '.join(missing)} required (or --list to see the recipes)")
+    summary = _build_and_report(corpus, root, out, jobs=jobs, speakers=_split_list(speakers),
+                                emotions=_split_list(emotions), views=_split_list(views) or (),
+                                include_song=include_song, limit=limit, landmarks=landmarks, au_table=au_table,
+                                groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
+                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
+                                retry_failed=not keep_failed, phonemes=phonemes)
+    raise typer.Exit(summary.exit_code)
+
+
+def _print_recipes() -> None:
+    from talkclip.pipelines.recipes import recipes
+
+    for name, r in recipes().items():
+        console.print(f"{name} (recipe version {r.version}): {r.summary}\n  layout:  {r.layout}\n"
+                      f"  labels:  {r.labels.name} (replace with --groups)\n  licence: {r.corpus.licence_name}",
+                      markup=False, highlight=False, soft_wrap=True)
+
+
+def _build_and_report(corpus: str, root: Path, out: Path, **options):
+    """Run a corpus build with a progress bar on stderr and print its summary table."""
     import time as _time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from talkclip.pipelines.build_ta_mead import build_ta_mead
+    from talkclip.pipelines.recipes import build_corpus
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]} clips/s"), TextColumn("{task.fields[fps]} frames/s"),
@@ -351,7 +411,7 @@ def _build_and_report(mead: Path, out: Path, **options):
             bar.update(task, description="annotating")
 
     try:
-        summary = build_ta_mead(mead, out, progress=on_progress, **options)
+        summary = build_corpus(corpus, root, out, progress=on_progress, **options)
     except TalkclipError:
         bar.live.transient = True   # the error's one line says it all
         raise
@@ -360,7 +420,7 @@ def _build_and_report(mead: Path, out: Path, **options):
             bar.stop()
     for w in summary.warnings:
         err_console.print(f"warning: {w}", markup=False, highlight=False)
-    table = Table(title=f"TA-MEAD build in {summary.out_dir}")
+    table = Table(title=f"{corpus} build in {summary.out_dir}")
     table.add_column("")
     table.add_column("value", justify="right")
     fps = summary.frames_now / summary.track_seconds if summary.track_seconds > 0 and summary.frames_now else 0.0
@@ -374,6 +434,7 @@ def _build_and_report(mead: Path, out: Path, **options):
                  ("train speakers / clips", f"{len(summary.train_speakers)} / {summary.train_clips}"),
                  ("test speakers / clips", f"{', '.join(summary.test_speakers) or '-'} / {summary.test_clips}"),
                  ("not processed (rerun)", summary.missing),
+                 ("files skipped (name not in the corpus's scheme)", summary.skipped_names),
                  ("time", f"{summary.seconds:.1f} s"), ("tracking rate", f"{fps:.1f} frames/s")):
         table.add_row(k, str(v))
     console.print(table)
@@ -529,21 +590,24 @@ def generate_cmd(
     out: Path = typer.Option(..., "--out", help="Output .mp4 (H.264 video + the input audio as AAC)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     size: int = typer.Option(256, "--size", help="Output frame size in pixels: 256 or 512 (square face crop)."),
-    fps: int = typer.Option(25, "--fps", help="Output frame rate in frames/s (1-60)."),
+    fps: int = typer.Option(25, "--fps", help="Output frame rate in frames/s, 1..60 (25 and 30 are the usual ones)."),
     export_blendshapes: Optional[Path] = typer.Option(None, "--export-blendshapes",
                                                       help="Also write the 52 blendshape curves as CSV (Timecode, BlendShapeCount, channels)."),
     style_video: Optional[Path] = typer.Option(None, "--style-video", help="Take the style from this reference clip instead of --text."),
     mix_text: Optional[str] = typer.Option(None, "--mix-text", help="A second style sentence mixed with --text."),
     mix_weight: float = typer.Option(0.5, "--mix-weight", help="Weight of --mix-text in the mix (0..1)."),
-    intensity: float = typer.Option(1.0, "--intensity", help="Style intensity: 0 = neutral, 1 = as predicted, >1 exaggerated."),
+    intensity: float = typer.Option(1.0, "--intensity", help="Style intensity, 0..3: 0 = neutral, 1 = as predicted, >1 exaggerated."),
     pose_video: Optional[Path] = typer.Option(None, "--pose-video", help="Copy head rotations from this video (default: still head)."),
     no_watermark: bool = typer.Option(False, "--no-watermark", help="Drop the visible 'AI' mark (the metadata tag always stays)."),
-    smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma, frames; 0 = off)."),
+    smooth: float = typer.Option(1.0, "--smooth", help="Temporal smoothing of the blendshape curves (Gaussian sigma in frames, 0..10; 0 = off)."),
     basis: Optional[Path] = typer.Option(None, "--basis", help="Fitted renderer basis (fit-basis) instead of the hand-built rig."),
     renderer: Optional[Path] = typer.Option(None, "--renderer", help="Trained neural renderer checkpoint "
                                             "(`talkclip train-renderer`; folder or Hub id ORG/NAME) instead of the hand-built rig."),
-    threads: int = typer.Option(0, "--threads", help="Torch CPU threads while generating (0 = torch's default, "
-                                "all cores). On a machine busy with other work, 1 can be faster (bench/generate_speed.py)."),
+    threads: int = typer.Option(0, "--threads", help="Torch CPU threads while generating: 0 = torch's default "
+                                "(all cores), n >= 1 = n threads."),
+    stream: bool = typer.Option(False, "--stream", help="Write a fragmented mp4 in place while generating (a player can "
+                                "open it as it grows); removed if interrupted, unless --keep-partial."),
+    keep_partial: bool = typer.Option(False, "--keep-partial", help="With --stream: keep what an interrupted stream wrote."),
 ) -> None:
     """Portrait + speech + style sentence -> talking-head mp4 (marked synthetic)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -556,7 +620,7 @@ def generate_cmd(
     task = bar.add_task("rendering", total=None)
 
     def on_progress(stage, done, total) -> None:   # the bar appears once rendering starts
-        if not bar.live.is_started:
+        if not bar.live.is_started and err_console.is_terminal:
             bar.start()
         bar.update(task, completed=done, total=total)
 
@@ -564,8 +628,8 @@ def generate_cmd(
         summary = generate(checkpoint, image, audio, text, out, device=device, size=size, fps=fps,
                            export_blendshapes=export_blendshapes, style_video=style_video, text_mix=mix,
                            intensity=intensity, pose_video=pose_video, watermark=not no_watermark,
-                           smooth=smooth, basis=basis, threads=threads or None, renderer=renderer,
-                           progress=on_progress)
+                           smooth=smooth, basis=basis, threads=threads, renderer=renderer, stream=stream,
+                           keep_partial=keep_partial, progress=on_progress)
     finally:
         if bar.live.is_started:
             bar.stop()
@@ -573,7 +637,7 @@ def generate_cmd(
     console.print(f"wrote {summary.out}: {summary.frames} frames at {summary.fps:g} fps "
                   f"({summary.duration_s:.2f} s, audio {summary.audio_duration_s:.2f} s), style from {summary.style_source}")
     console.print(f"time: load {t['load']:.1f}s, prepare {t['prepare']:.2f}s, text {t['text']:.2f}s, motion {t['motion']:.2f}s, "
-                  f"render {t['render']:.2f}s, encode {t['encode']:.2f}s; real-time factor {summary.realtime_factor:.2f}")
+                  f"render {t['render']:.2f}s, encode {t.get('encode', 0.0):.2f}s; real-time factor {summary.realtime_factor:.2f}")
     if summary.blendshapes_csv:
         console.print(f"blendshapes: {summary.blendshapes_csv}")
 
@@ -650,25 +714,18 @@ def train_renderer_cmd(
     max_clips: Optional[int] = typer.Option(None, "--max-clips", help="Use at most this many clips (0 = all; default: the config's)."),
     frame_stride: Optional[int] = typer.Option(None, "--frame-stride", help="Cache every n-th face frame of a clip (default: the config's)."),
     threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0 = torch's default)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Also checkpoint every N steps "
+                                                   "(0 = only at the end; default: the config's)."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps per row of OUT/renderer_log.csv."),
 ) -> None:
     """Train the PIRenderer-style neural renderer (from scratch, no pretrained weights) on TA-MEAD frames;
     use the checkpoint with `talkclip generate --renderer DIR`."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from talkclip.pipelines.train_renderer import train_renderer
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err_console, transient=True) as bar:
-        tasks: dict = {}
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task("loading clips" if stage == "load" else "training", total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        summary = train_renderer(data_dir, config, out, steps=steps, device=device, batch_size=batch_size, seed=seed,
-                                 resume=resume, mead=mead, split=split, max_clips=max_clips,
-                                 frame_stride=frame_stride, threads=threads or None, progress=on_progress)
+    summary = train_renderer(data_dir, config, out, steps=steps, device=device, batch_size=batch_size, seed=seed,
+                             resume=resume, mead=mead, split=split, max_clips=max_clips, frame_stride=frame_stride,
+                             threads=threads or None, log_every=log_every, checkpoint_every=checkpoint_every,
+                             progress=True)
     for cid, why in summary.failures:
         err_console.print(f"skipped {cid}: {why}", markup=False, highlight=False)
     console.print(f"train-renderer: steps {summary.start_step} -> {summary.steps} on {summary.clips} clips "
@@ -708,14 +765,14 @@ def push_checkpoint_cmd(
 @main.command("app")
 def app_cmd(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="TalkCLIP checkpoint for the Generate tab "
-                                             "(a directory from `talkclip train`, or a Hub id org/name[@rev]); without it the tab says how to get one."),
+                                             "(a directory from `talkclip train`, or a Hub id org/name, optionally @revision); without it the tab says how to get one."),
     data_dir: Optional[Path] = typer.Option(None, "--data", help="TA-MEAD build for the Dataset tab (from `talkclip-data build-ta-mead`)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (default loopback only; 0.0.0.0 exposes it on the network)."),
     port: int = typer.Option(7860, "--port", help="TCP port."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda, for generation."),
 ) -> None:
     """Browser app (Gradio): caption a video or photo, generate a talking head, browse a build.
-    Needs the optional extra: pip install -e '.[app]'. Never opens a public share link."""
+    Needs the optional extra 'app' (pip install -e '.\\[app]'). Never opens a public share link."""
     from talkclip.pipelines.app import AppOptions, serve
 
     serve(AppOptions(checkpoint=checkpoint, data=data_dir, host=host, port=port, device=device))

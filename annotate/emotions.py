@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 from talkclip import InputError, LayoutError
 
@@ -64,32 +65,60 @@ def emotion_phrases(label: str) -> tuple[str, ...]:
     return emotion_category(label).phrases
 
 
+@dataclass(frozen=True)
+class LabelRow:
+    level: int                  # TA-MEAD level: 1..3, 0 = unspecified / none
+    labels: tuple[str, ...]     # labels from the 135 categories; empty = no emotion part
+
+
+def load_label_table(path: str | Path, groups: Sequence[tuple[str, str]] | None = None, *,
+                     corpus: str = "the corpus") -> dict[tuple[str, str], LabelRow]:
+    """A corpus's label table: (emotion, intensity) -> :class:`LabelRow` (level + labels).
+
+    Columns ``emotion, intensity, level, labels`` (``labels`` ";"-separated). A file without an
+    ``intensity`` column (MEAD's ``mead_groups.csv``) uses the level as the intensity. Emotion and
+    intensity are compared lower-case; an empty intensity means "none given". ``groups``: the
+    (emotion, intensity) keys the table must cover, and the only ones it may hold (None = any).
+    Raises LayoutError (one line) for a bad row, a label outside the 135 categories, a key
+    outside ``groups`` or a missing one.
+    """
+    path = Path(path)
+    known = set(load_emotions())
+    expected = None if groups is None else {(e.lower(), str(i).lower()) for e, i in groups}
+    table: dict[tuple[str, str], LabelRow] = {}
+    for k, row in enumerate(_data_rows(path), start=1):
+        where = f"{path.name} row {k}"
+        try:
+            level = int(row["level"])
+            intensity = row["intensity"] if "intensity" in row else str(level)
+            key = ((row["emotion"] or "").strip().lower(), (intensity or "").strip().lower())
+            labels = tuple(x.strip() for x in (row["labels"] or "").split(";") if x.strip())
+        except (KeyError, AttributeError, TypeError, ValueError):
+            raise LayoutError(f"{where}: expected columns emotion,intensity,level,labels") from None
+        if not 0 <= level <= 3:
+            raise LayoutError(f"{where}: level must be 0-3, got {level}")
+        if expected is not None and key not in expected:
+            raise LayoutError(f"{where}: {key[0]} intensity {key[1] or '(none)'} is not one of "
+                              f"{corpus}'s {len(expected)} groups")
+        bad = [x for x in labels if x not in known]
+        if bad:
+            raise LayoutError(f"{where}: label(s) {', '.join(bad)} not among the 135 emotion categories")
+        table[key] = LabelRow(level, labels)
+    missing = sorted(f"{e}/{i}" for e, i in (expected or ()) if (e, i) not in table)
+    if missing:
+        raise LayoutError(f"{path.name}: missing group(s) {', '.join(missing)}")
+    return table
+
+
 def load_group_table(path: str | Path | None = None) -> dict[tuple[str, int], list[str]]:
     """(mead_emotion, level) -> labels, for all 22 groups (default: packaged mead_groups.csv).
 
     Raises LayoutError (one line) when the file lacks a group, names an unknown emotion or level,
     or uses a label outside the 135 categories. An empty label list means "no emotion part".
     """
-    path = Path(path) if path else GROUPS_PATH
-    known = set(load_emotions())
-    table: dict[tuple[str, int], list[str]] = {}
-    for k, row in enumerate(_data_rows(path), start=1):
-        where = f"{path.name} row {k}"
-        try:
-            key = (row["emotion"].strip().lower(), int(row["level"]))
-            labels = [x.strip() for x in (row["labels"] or "").split(";") if x.strip()]
-        except (KeyError, AttributeError, TypeError, ValueError):
-            raise LayoutError(f"{where}: expected columns emotion,level,labels") from None
-        if key not in MEAD_GROUPS:
-            raise LayoutError(f"{where}: {key[0]} level {key[1]} is not one of MEAD's 22 groups")
-        bad = [x for x in labels if x not in known]
-        if bad:
-            raise LayoutError(f"{where}: label(s) {', '.join(bad)} not among the 135 emotion categories")
-        table[key] = labels
-    missing = [f"{e}/{lv}" for e, lv in MEAD_GROUPS if (e, lv) not in table]
-    if missing:
-        raise LayoutError(f"{path.name}: missing group(s) {', '.join(missing)}")
-    return table
+    rows = load_label_table(Path(path) if path else GROUPS_PATH, [(e, str(lv)) for e, lv in MEAD_GROUPS],
+                            corpus="MEAD")
+    return {(e, int(i)): list(r.labels) for (e, i), r in rows.items()}
 
 
 def group_table_sha256(path: str | Path | None = None) -> str:

@@ -1,7 +1,8 @@
 """Training speed: generator steps/s vs DataLoader samples/s (the loader must not be the bottleneck).
 
 Figures, all measured in this run on the same in-memory TA-MEAD-like clips:
-- steps/s of the full training step (generator forward/backward/Adam + temporal discriminator),
+- steps/s of the full training step (generator forward/backward/Adam + temporal discriminator):
+  ``TalkCLIPSolver.run_step``, the step `talkclip train` runs,
 - samples/s of the real data path (TAMEADWindows + DataLoader) with 0 and 2 workers,
 - the ratio loader samples/s / (steps/s x batch): > 1 means the loader keeps up (the baseline
   is the rate the training step consumes samples at).
@@ -46,38 +47,25 @@ def loader_rate(ds, batch: int, n_batches: int, workers: int) -> float:
 
 
 def step_rate(cfg, ds, device: str, batch: int, steps: int) -> float:
+    """Steps/s of the training step itself: TalkCLIPSolver.run_step, the one `talkclip train` runs
+    (stage 2 with p = p_max: both style codes; temporal discriminator on)."""
     from talkclip.model.data import make_loader
     from talkclip.model.talkclip import TalkCLIP
+    from talkclip.pipelines.train import TalkCLIPSolver, TrainOptions
 
     torch.manual_seed(0)
-    dev = torch.device(device)
-    model = TalkCLIP(cfg).to(dev).train()
-    opt_g = torch.optim.Adam(model.generator_parameters(), lr=1e-4)
-    opt_d = torch.optim.Adam(model.tem_disc.parameters(), lr=1e-4)
-    batches = [{k: (v.to(dev) if hasattr(v, "to") else v) for k, v in b.items()}
-               for b in make_loader(ds, batch, 0, 4)]
-    amp = dev.type == "cuda"
-
-    def one(i: int) -> None:
-        b = batches[i % len(batches)]
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
-            out, losses = model(b, bool(i % 2))
-        opt_g.zero_grad()
-        losses["total"].backward()
-        opt_g.step()
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
-            d = model.disc_loss(out["pred"], b["blendshapes"])
-        opt_d.zero_grad()
-        d.backward()
-        opt_d.step()
+    cfg.train.p_ramp_steps = 0
+    solver = TalkCLIPSolver(TrainOptions(device=device, stage="2")).attach(TalkCLIP(cfg), cfg, total=steps + 3)
+    batches = list(make_loader(ds, batch, 0, 4))
+    amp = solver.dev.type == "cuda"
 
     for i in range(3):
-        one(i)
+        solver.run_step(i, batches[i % len(batches)])
     if amp:
         torch.cuda.synchronize()
     t = time.perf_counter()
     for i in range(steps):
-        one(i)
+        solver.run_step(3 + i, batches[i % len(batches)])
     if amp:
         torch.cuda.synchronize()
     return steps / (time.perf_counter() - t)

@@ -103,32 +103,27 @@ def experiment_config(backend: str):
         c["text"].update(backend="minilm", width=None, layers=None, heads=None, context_length=None)
     else:  # a random frozen text tower of the same width as MiniLM, so only pretraining differs
         c["text"].update(backend="clip-random", width=384, layers=6, heads=6, context_length=40)
-    c["train"].update(batch_size=12, lr=1e-3, p_ramp_steps=100)
+    c["train"].update(batch_size=12, lr=1e-3, p_ramp_steps=100, stage1_fraction=0.5)
+    c["loss"].update(tem=0.0)   # no temporal discriminator: the experiment is about the style codes
     return config_from_dict(c)
 
 
 def run(backend: str, seed: int, steps: int) -> dict:
     from talkclip.model.data import TAMEADData, TAMEADWindows, make_loader
-    from talkclip.model.schedule import stage_at
     from talkclip.model.talkclip import TalkCLIP
+    from talkclip.pipelines.train import TalkCLIPSolver, TrainOptions
 
     cfg = experiment_config(backend)
     torch.manual_seed(seed)
     train_clips, _ = make_clips(12, 96, seed, cfg)
     test_clips, test_labels = make_clips(6, 96, seed + 1000, cfg)
-    model = TalkCLIP(cfg).train()
-    opt = torch.optim.Adam(model.generator_parameters(), lr=cfg.train.lr)
+    # the training step of `talkclip train` (stage 1 for the first half, then stage 2 with rising p)
+    solver = TalkCLIPSolver(TrainOptions(seed=seed, stage="both")).attach(TalkCLIP(cfg), cfg, total=steps)
+    model = solver.model
     ds = TAMEADWindows(TAMEADData(train_clips), cfg, seed)
-    n1 = steps // 2
     t0 = time.time()
     for step, batch in enumerate(make_loader(ds, cfg.train.batch_size, 0, steps)):
-        stage, p = stage_at(step, n1, cfg)
-        use_text = stage == 2 and np.random.default_rng([seed, step]).random() < p
-        _, losses = model(batch, use_text, with_tem=False)
-        opt.zero_grad()
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(model.generator_parameters(), 1.0)
-        opt.step()
+        losses, _ = solver.run_step(step, batch)
     train_s = time.time() - t0
     model.eval()
     with torch.no_grad():
@@ -158,7 +153,7 @@ def run(backend: str, seed: int, steps: int) -> dict:
         vid = torch.nn.functional.normalize(codes, dim=-1) @ means.T
         video_acc = float((vid.argmax(1).numpy() == test_labels).mean())
     return {"backend": backend, "seed": seed, "steps": steps, "paraphrase": para, "train_captions": seen,
-            "video_code_accuracy": video_acc, "final_rec": float(losses["rec"].detach()), "final_cos": float(losses["cos"].detach()),
+            "video_code_accuracy": video_acc, "final_rec": losses["rec"], "final_cos": losses["cos"],
             "train_seconds": round(train_s, 1)}
 
 

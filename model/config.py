@@ -114,10 +114,6 @@ class TalkCLIPConfig:
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
-    @property
-    def window_frames(self) -> int:
-        return 2 * self.model.window + 1
-
 
 def _check_value(where: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against a simple type hint; return it normalised (ints to floats etc.)."""
@@ -201,6 +197,8 @@ def validate(cfg: TalkCLIPConfig) -> TalkCLIPConfig:
         (tr.p_ramp_steps >= 0 and tr.checkpoint_every >= 0 and tr.log_every >= 1 and tr.workers >= 0,
          "train: p_ramp_steps, checkpoint_every, workers >= 0 and log_every >= 1"),
         (tr.sync_min_shift >= 1, "train.sync_min_shift must be >= 1"),
+        (m.seq_len - m.sync_window >= tr.sync_min_shift,
+         "model.seq_len - model.sync_window must be >= train.sync_min_shift (room for shifted negatives)"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -7,8 +7,9 @@ computed once per clip (optionally cached as .npy files under ``cache_dir``).
 
 Decisions (documented behaviour):
 - Clips shorter than ``model.seq_len`` frames, clips without captions, clips without any
-  tracked face, and clips flagged ``av_mismatch`` (their audio does not line up with the video)
-  are skipped; the counts are reported in ``TAMEADData.skipped``.
+  tracked face, clips flagged ``av_mismatch`` (their audio does not line up with the video) and
+  clips without a frames row or an audio row are skipped; the counts, one per reason, are
+  reported in ``TAMEADData.skipped`` (and printed by ``talkclip train``).
 - Configs whose ``model.audio_input`` reads phonemes also read the build's phoneme track
   (``OUT/phonemes``, written by ``--phonemes``): each clip gets its (T,) phone ids and each
   window its (L + 2w,) ids (silence beyond the clip); a clip without a track row is skipped
@@ -85,7 +86,7 @@ def _feature_key(cfg: TalkCLIPConfig, fps: float, n: int, n_samples: int) -> str
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-SKIP_REASONS = ("split", "too_short", "no_captions", "no_face", "av_mismatch", "no_audio", "no_phonemes")
+SKIP_REASONS = ("split", "too_short", "no_captions", "no_face", "av_mismatch", "no_frames", "no_audio", "no_phonemes")
 
 
 def _select(build: Build, cfg: TalkCLIPConfig, split: str | None, limit: int | None,
@@ -177,12 +178,12 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
     skipped = {k: 0 for k in SKIP_REASONS}
     meta = _select(build, cfg, split, limit, skipped)
     frames = _read_frames(build, meta)
+    skipped["no_frames"] = len(meta) - len(frames)   # kept clips without a frames row
     phones = _read_phonemes(build, cfg, frames)
     cache = Path(cache_dir) if cache_dir else None
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
     out: list[Clip] = []
-    late_skips = 0
     for batch in build.batches("audio", ["clip_id", "sample_rate", "samples"], 16):
         for i, cid in enumerate(batch.column("clip_id").to_pylist()):
             if cid not in frames or cid not in meta:
@@ -190,7 +191,6 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
             bs, face, fps = frames.pop(cid)
             if not face.any() or len(bs) < cfg.model.seq_len:
                 skipped["no_face" if not face.any() else "too_short"] += 1
-                late_skips += 1
                 continue
             sr = batch.column("sample_rate")[i].as_py()
             if sr != cfg.audio.sample_rate:
@@ -199,11 +199,10 @@ def load_tamead(data_dir: str | Path, cfg: TalkCLIPConfig, *, split: str | None 
             feats = _features(cid, samples, fps, len(bs), cfg, cache)
             if phones is not None and cid not in phones:
                 skipped["no_phonemes"] += 1
-                late_skips += 1
                 continue
             out.append(Clip(cid, fps, list(meta[cid]["captions"]), fill_missing(bs, face), face,
                             feats.astype(np.float32), None if phones is None else phones[cid]))
-    skipped["no_audio"] = len(meta) - len(out) - late_skips  # kept clips without frames or audio rows
+    skipped["no_audio"] = len(frames)   # clips with a frames row but no audio row
     out.sort(key=lambda c: c.clip_id)
     if not out:
         raise InputError(f"no usable clips in {data_dir} (split {split}): skipped {skipped}")

@@ -4,6 +4,8 @@ stage-2 steps. ``--stage both`` spends the first ``round(stage1_fraction * steps
 
 from __future__ import annotations
 
+from talkclip import InputError
+
 from .config import TalkCLIPConfig
 
 STAGES = ("1", "2", "both")
@@ -21,7 +23,8 @@ def p_schedule(step: int, cfg: TalkCLIPConfig) -> float:
 
 def stage1_steps(stage: str, total_steps: int, cfg: TalkCLIPConfig) -> int:
     """How many of the first steps are stage 1."""
-    assert stage in STAGES, f"stage must be one of {STAGES}, got {stage!r}"
+    if stage not in STAGES:
+        raise InputError(f"--stage must be 1, 2 or both, got {stage!r}")
     if stage == "1":
         return total_steps
     if stage == "2":

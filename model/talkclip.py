@@ -46,10 +46,6 @@ class TalkCLIP(nn.Module):
         self.register_buffer("sync_ready", torch.zeros((), dtype=torch.uint8))
 
     # ------------------------------------------------------------------ freezing
-    def freeze_text_encoder(self) -> None:
-        """Freeze the pretrained text backbone (done at construction; only the adapter trains)."""
-        self.text.freeze_backbone()
-
     def train(self, mode: bool = True):
         super().train(mode)
         self.sync_disc.eval()  # always frozen here; trained by `talkclip train-sync`

@@ -272,19 +272,17 @@ def generate_tab(state: AppState, portrait: str | None, speech: str | None, text
 # ---------------------------------------------------------------- the Dataset tab
 
 def read_build(data: Path):
-    """(clips DataFrame, DatasetStats, MEAD root or None) of a TA-MEAD build folder."""
-    from talkclip.pipelines.calibrate import read_clips
+    """(clips DataFrame, DatasetStats, corpus root or None) of a TA-MEAD build folder."""
     from talkclip.pipelines.stats import dataset_stats
+    from talkclip.schemas.build import open_build
 
+    build = open_build(data, ("clips",))     # the one build reader: one-line error when it is not a build
     st = dataset_stats(data, n_samples=0)
-    df = read_clips(data).sort_by("clip_id").to_pandas()
+    df = build.read("clips").sort_by("clip_id").to_pandas()
     df["active_aus"] = [" ".join(f"AU{a}" for a, lv in zip(AU_IDS, levels) if lv >= 1) for levels in df["au_level"]]
     df["caption"] = [c[0] if len(c) else "" for c in df["captions"]]
-    try:
-        from talkclip.pipelines.train_renderer import resolve_mead_root
-
-        root = resolve_mead_root(data, None)
-    except InputError:
+    root = build.source_root()
+    if root is not None and not root.is_dir():
         root = None     # the clips' videos cannot be shown; stats, AU bars and captions still can
     return df, st, root
 

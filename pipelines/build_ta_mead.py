@@ -1,7 +1,7 @@
 """``talkclip-data build-ta-mead``: MEAD -> TA-MEAD Parquet tables, in parallel and resumable.
 
 The build is generic: :func:`build` takes a :class:`ClipSource` (what to build: a corpus root
-and its clip listing; MEAD's is :class:`talkclip.pipelines.mead.MeadSource`) and one frozen
+and its clip listing, from a recipe in :mod:`talkclip.pipelines.recipes`) and one frozen
 :class:`BuildOptions` (how: jobs, tables, captions, split...). :func:`build_ta_mead` is the
 MEAD entry point with the historical keyword arguments.
 
@@ -40,8 +40,8 @@ A fresh landmarker costs ~15 ms after the first (~0.6 s) per process.
 
 Semantics
 ---------
-- Audio: the separate m4a when MEAD has one, else the mp4's own audio track (``audio_source``
-  "m4a" | "video"). A clip with **no audio at all is a failure** (stage "audio"). A clip whose
+- Audio: the clip's separate audio file when the corpus has one (MEAD's m4a, CREMA-D's wav),
+  else the video's own audio track (``audio_source`` "m4a" | "wav" | "video"). A clip with **no audio at all is a failure** (stage "audio"). A clip whose
   audio and video durations differ by more than 0.2 s is **kept and flagged**
   (``av_mismatch = true``, counted in the manifest and the summary): readers that need exact
   lip sync should drop or trim those rows.
@@ -72,10 +72,14 @@ Semantics
   speaker's neutral clips levels AUs without that speaker's baseline (the manifest lists
   unbaselined speakers), and may split differently from a full build.
 - Split: whole speakers are held out for test, ``test_speakers`` of them (default 6), chosen by
-  a stable hash of the speaker id, alternating men and women, among the speakers with at least
+  a stable hash of the speaker id, alternating men and women (as the recipe tells them), among the speakers with at least
   one built clip (a speaker all of whose clips failed is never a test speaker). With fewer than
   ``2 * test_speakers`` speakers the hold-out shrinks to half the speakers (rounded down) and a
   warning is given.
+- Labels and levels: the recipe's label table (``--groups`` replaces it) maps each clip's
+  (emotion, intensity) to a TA-MEAD level and labels from the 135 categories, in phase 2 (so a
+  rerun with another table relabels without tracking); a clip without emotion gets level 0 and
+  AU-only captions; the caption subject is the clip's ``gender`` word from its recipe.
 - Captions: K variants per clip, deterministic for (seed, clip id), from
   :func:`talkclip.annotate.captions.render_captions` (which includes the variants that drop
   the emotion or the AU part).
@@ -95,7 +99,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -109,7 +113,10 @@ from talkclip.schemas.tamead import (AUDIO_SAMPLE_RATE, AUDIO_SCHEMA, CLIPS_SCHE
                                      PhonemesRow, Stage1Row)
 
 from . import shards
-from .mead import MeadClip, MediaRef, MeadSource
+from .mead import MediaRef
+
+if TYPE_CHECKING:
+    from .recipes import ClipSpec
 
 __all__ = ["BuildOptions", "ClipSource", "BuildInterrupted", "Summary", "ProgressEvent", "build", "build_ta_mead",
            "annotate_clips", "hold_out_speakers", "build_manifest", "quantise_landmarks", "dequantise_landmarks"]
@@ -129,18 +136,26 @@ INTERRUPTED = "interrupted; rerun the same command to resume"
 class ClipSource(Protocol):
     """What a build reads: one corpus root and the clips of a selection from it.
 
-    A corpus recipe implements this (MEAD: :class:`talkclip.pipelines.mead.MeadSource`). Its
-    clips carry ``clip_id``, ``speaker``, ``view``, ``emotion``, ``level``, ``take``, ``video``
-    and ``audio`` (:class:`~talkclip.pipelines.mead.MediaRef`, audio None when the video's own
-    track is the audio), and optionally ``gender`` (the caption subject: man/woman/person).
+    Every corpus recipe is one (:class:`talkclip.pipelines.recipes.RecipeSource`; MEAD's recipe
+    is ``recipes/mead.py``). Its clips are :class:`~talkclip.pipelines.recipes.ClipSpec` rows.
     """
 
     name: str                 # corpus name, e.g. "mead"
     root: Path                # resolved corpus root; media paths are stored relative to it
-    warnings: list[str]       # found while listing (e.g. a damaged archive); set by list_clips
+    warnings: list[str]       # found while listing (skipped names, a damaged archive); set by list_clips
+    skipped_names: int        # files skipped because their names do not follow the corpus's scheme
+    labels: Path              # the recipe's packaged label table (used without --groups)
 
-    def list_clips(self) -> Sequence[MeadClip]:
+    def list_clips(self) -> Sequence[ClipSpec]:
         """The selected clips sorted by clip id; LayoutError/InputError for unusable input."""
+        ...
+
+    def label_table(self, groups: Path | None) -> dict:
+        """(emotion, intensity) -> LabelRow (level, labels); InputError when a listed clip has no row."""
+        ...
+
+    def card_source(self) -> dict:
+        """The corpus, its licence and citation and the recipe version (manifest + card)."""
         ...
 
     def selection(self) -> dict:
@@ -242,6 +257,7 @@ class Summary:
     recovered: int = 0            # ... of which succeeded now
     still_failing: int = 0        # ... of which failed again
     kept_failed: int = 0          # failed before and not retried (retry_failed=False)
+    skipped_names: int = 0        # corpus files skipped because their names do not follow its scheme
     train_clips: int = 0
     test_clips: int = 0
     jobs: int = 1                 # worker processes used
@@ -344,15 +360,16 @@ def _check_frame_rate(info) -> None:
 
 
 def _read_audio(clip, data, audio_src, has_audio_track: bool, root: str) -> tuple[np.ndarray, str, str | None]:
-    """Stage "audio": (16 kHz mono float wav, source "m4a" | "video", its path relative to the root)."""
+    """Stage "audio": (16 kHz mono float wav, source: the separate file's kind ("m4a", "wav") or
+    "video", its path relative to the root)."""
     from talkclip.annotate.media import load_audio
 
     if audio_src is not None:
-        return load_audio(audio_src, AUDIO_SAMPLE_RATE), "m4a", _rel(clip.audio, root)
+        return load_audio(audio_src, AUDIO_SAMPLE_RATE), clip.audio_kind, _rel(clip.audio, root)
     if has_audio_track:
         _rewind(data)
         return load_audio(data, AUDIO_SAMPLE_RATE), "video", _rel(clip.video, root)
-    raise MediaError("no audio: no separate m4a for this clip and the mp4 has no audio track")
+    raise MediaError("no audio: no separate audio file for this clip and the video has no audio track")
 
 
 class ClipWorker:
@@ -509,11 +526,9 @@ def commit_record(out: Path, tag: str, stage1: Sequence, failures: Sequence) -> 
 
 def clip_base_row(clip, root: str) -> dict:
     """The stage-1 fields every attempted clip has, failed or not (media paths relative to ``root``)."""
-    from talkclip.annotate.captions import subject_for_speaker
-
-    return dict(clip_id=clip.clip_id, speaker=clip.speaker,
-                gender=getattr(clip, "gender", None) or subject_for_speaker(clip.speaker), view=clip.view,
-                emotion=clip.emotion, level=clip.level, take=clip.take, video_path=_rel(clip.video, root))
+    return dict(clip_id=clip.clip_id, speaker=clip.speaker, gender=clip.gender, view=clip.view, emotion=clip.emotion,
+                intensity=clip.intensity, level=clip.level, take=clip.take, sentence=clip.sentence,
+                video_path=_rel(clip.video, root))
 
 
 def frames_table(rows: Sequence[dict]) -> pa.Table:
@@ -691,9 +706,11 @@ def _run_phase1(todo: Sequence, cfg: _WorkerConfig, jobs: int, emit: Callable[[_
 
 # ----------------------------------------------------------------------------- phase 2: annotation
 
-def hold_out_speakers(speakers: Sequence[str], n_test: int) -> tuple[list[str], list[str], list[str]]:
+def hold_out_speakers(speakers: Sequence[str], n_test: int,
+                      genders: dict[str, str] | None = None) -> tuple[list[str], list[str], list[str]]:
     """(train, test, warnings): ``n_test`` speakers held out, chosen by a stable hash of their id,
-    alternating genders (M/W prefixes); fewer when the corpus is small (see module doc)."""
+    alternating genders (``genders``: speaker -> "man" | "woman" | other; without it the M/W
+    prefixes of MEAD's ids); fewer when the corpus is small (see module doc)."""
     speakers = sorted(set(speakers))
     warnings: list[str] = []
     k = max(0, int(n_test))
@@ -704,7 +721,8 @@ def hold_out_speakers(speakers: Sequence[str], n_test: int) -> tuple[list[str], 
     key = lambda s: hashlib.sha256(f"talkclip-split/{s}".encode()).hexdigest()  # noqa: E731
     by_group: dict[str, list[str]] = {}
     for s in sorted(speakers, key=key):
-        by_group.setdefault(s[:1].upper() if s[:1].upper() in "MW" else "?", []).append(s)
+        group = {"man": "M", "woman": "W"}.get(genders.get(s), "?") if genders is not None else s[:1].upper()
+        by_group.setdefault(group if group in "MW" else "?", []).append(s)
     order = [g for g in ("M", "W", "?") if g in by_group]
     test: list[str] = []
     while len(test) < k:
@@ -740,17 +758,18 @@ def annotate_clips(stage1: pa.Table, *, au_table, groups: dict, baseline: bool =
     if unbaselined:
         warnings.append(f"no neutral clips (no baseline) for: {', '.join(unbaselined)}")
     train, test, split_warn = hold_out_speakers(speakers if speakers is not None else [r["speaker"] for r in rows],
-                                                test_speakers)
+                                                test_speakers, {r["speaker"]: r["gender"] for r in rows})
     warnings += split_warn
     test_set = set(test)
-    missing_groups: set[tuple[str, int]] = set()
+    missing_groups: set[tuple[str, str]] = set()
     for r in rows:
         raw = np.asarray(r["au_intensity_raw"], np.float64)                  # (12,)
         intensity = clip_au(raw[None, :], base_of.get((r["speaker"], r["view"])))  # (12,)
         levels = au_table.levels(intensity)                                  # (12,) 0..3
-        labels = list(groups.get((r["emotion"], int(r["level"])), []))
-        if (r["emotion"], int(r["level"])) not in groups:
-            missing_groups.add((r["emotion"], int(r["level"])))
+        group = groups.get((r["emotion"], r["intensity"])) if r["emotion"] else None   # LabelRow
+        if r["emotion"] and group is None:
+            missing_groups.add((r["emotion"], r["intensity"]))
+        labels, r["level"] = (list(group.labels), group.level) if group else ([], r["level"])
         r["au_intensity"] = [float(x) for x in intensity]
         r["au_level"] = [int(x) for x in levels]
         r["emotion_labels"] = labels
@@ -759,7 +778,7 @@ def annotate_clips(stage1: pa.Table, *, au_table, groups: dict, baseline: bool =
                                         seed=f"{seed}:{r['clip_id']}")
         r["split"] = "test" if r["speaker"] in test_set else "train"
     if missing_groups:
-        warnings.append("group table has no labels for " + ", ".join(f"{e}/level_{lv}" for e, lv in sorted(missing_groups)))
+        warnings.append("label table has no row for " + ", ".join(f"{e}/{i}" for e, i in sorted(missing_groups)))
     stage1_only = set(STAGE1_SCHEMA.names) - set(CLIPS_SCHEMA.names)     # ok, track_s
     table = shards.rows_to_table([ClipRow(**{k: v for k, v in r.items() if k not in stage1_only}) for r in rows],
                                  CLIPS_SCHEMA)
@@ -883,7 +902,6 @@ def build(source, out_dir: str | Path, options: BuildOptions | None = None, *,
     reported in the returned :class:`Summary`.
     """
     from talkclip.annotate.au import AU_MAPPING_PATH, load_au_table
-    from talkclip.annotate.emotions import load_group_table
     from talkclip.annotate.tracker import FaceTracker, resolve_landmarker, sha256_file
 
     t_start = time.perf_counter()
@@ -891,7 +909,7 @@ def build(source, out_dir: str | Path, options: BuildOptions | None = None, *,
     _check_output_location(out_dir, options)
     clips = list(source.list_clips())
     au_table = load_au_table(options.au_table)
-    group_table = load_group_table(options.groups)
+    group_table = source.label_table(options.groups)   # checked against the listed clips
     landmarker = resolve_landmarker(options.landmarker)
     FaceTracker(landmarker, mode="video").close()   # a broken model file fails here, not per clip
     jobs, notice = options.workers()
@@ -996,7 +1014,8 @@ def _phase2(run: _Run, selected: set[str], crashes: list[str], track_seconds: fl
         frames=int(sum(clip_table.column("frames").to_pylist())), frames_now=run.frames, missing=missing,
         train_speakers=info["train_speakers"], test_speakers=info["test_speakers"],
         failures_by_stage=dict(sorted(by_stage.items())), warnings=warnings, track_seconds=track_seconds,
-        train_clips=splits.count("train"), test_clips=splits.count("test"), jobs=run.jobs)
+        train_clips=splits.count("train"), test_clips=splits.count("test"), jobs=run.jobs,
+        skipped_names=run.source.skipped_names)
     manifest = build_manifest(run, summary, info, clip_table)
     summary.seconds = time.perf_counter() - run.t_start
     manifest["timing"]["last_run_s"] = round(summary.seconds, 3)
@@ -1013,21 +1032,22 @@ def build_manifest(run: _Run, summary: Summary, info: dict, clip_table: pa.Table
 
     o, p1 = run.options, run.phase1
     return dict(
-        tool="talkclip", version=__version__, format=FORMAT, corpus=run.source.name, complete=summary.missing == 0,
+        tool="talkclip", version=__version__, format=FORMAT, corpus=run.source.name, source=run.source.card_source(),
+        complete=summary.missing == 0,
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        options=dict(mead_root=Path(run.source.root).name, speakers=p1.get("speakers"), views=p1.get("views"),
+        options=dict(root=Path(run.source.root).name, speakers=p1.get("speakers"), views=p1.get("views"),
                      emotions=p1.get("emotions"), limit=p1.get("limit"), landmarks=bool(o.landmarks),
                      phonemes=bool(o.phonemes),
                      baseline=bool(o.baseline), n_captions=o.n_captions, seed=o.seed, test_speakers=o.test_speakers,
                      au_table=Path(o.au_table).name if o.au_table else "packaged",
                      groups=Path(o.groups).name if o.groups else "packaged"),
         au_estimator="mediapipe blendshapes + landmark geometry (talkclip.annotate.au)",
-        au_table_sha256=run.au_table.sha256, group_table_sha256=group_table_sha256(o.groups),
+        au_table_sha256=run.au_table.sha256, group_table_sha256=group_table_sha256(o.groups or run.source.labels),
         landmarker_sha256=p1["landmarker_sha256"], au_mapping_sha256=p1["au_mapping_sha256"],
         emotions_sha256=sha256_file(EMOTIONS_PATH), av_tolerance_s=AV_TOLERANCE_S,
         counts=dict(selected=summary.selected, clips=summary.clips, failed=summary.failed,
                     failures_by_stage=summary.failures_by_stage, av_mismatch=summary.av_mismatch,
-                    missing=summary.missing, frames=summary.frames,
+                    missing=summary.missing, frames=summary.frames, skipped_names=summary.skipped_names,
                     frames_with_face=int(sum(clip_table.column("frames_with_face").to_pylist())),
                     speakers=len({c.speaker for c in run.clips}),
                     train_clips=summary.train_clips, test_clips=summary.test_clips),
@@ -1079,16 +1099,10 @@ def _write_outputs(out: Path, clips: pa.Table, failures: pa.Table) -> None:
                 p.unlink()
 
 
-def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, *, speakers: Sequence[str] | None = None,
-                  views: Sequence[str] | None = ("front",), emotions: Sequence[str] | None = None,
-                  limit: int | None = None, progress: Callable[[ProgressEvent], None] | None = None,
-                  **options: Any) -> Summary:
-    """Build (or resume) TA-MEAD from a MEAD root into ``out_dir``: :func:`build` with a
-    :class:`~talkclip.pipelines.mead.MeadSource` for the filters and :class:`BuildOptions` from
-    the other keyword arguments (jobs, landmarks, au_table, groups, baseline, n_captions, seed,
-    test_speakers, shard_clips, landmarker, retry_failed)."""
-    unknown = sorted(set(options) - set(BuildOptions.__dataclass_fields__))
-    if unknown:
-        raise TypeError(f"build_ta_mead() got unexpected keyword argument(s) {', '.join(unknown)}")
-    source = MeadSource(mead_dir, speakers=speakers, views=views, emotions=emotions, limit=limit)
-    return build(source, out_dir, BuildOptions(**options), progress=progress)
+def build_ta_mead(mead_dir: str | Path, out_dir: str | Path, **options: Any) -> Summary:
+    """Build (or resume) TA-MEAD from a MEAD root into ``out_dir``: the ``mead`` recipe through
+    :func:`talkclip.pipelines.recipes.build_corpus` (filters: speakers, views, emotions, limit;
+    the other keyword arguments are :class:`BuildOptions` fields; ``progress`` a callback)."""
+    from .recipes import build_corpus
+
+    return build_corpus("mead", mead_dir, out_dir, **options)

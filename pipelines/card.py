@@ -22,27 +22,33 @@ def _yaml_configs(has_test: bool, has_failures: bool, extra: tuple[str, ...] = (
     return lines
 
 
-def _front_matter(has_test: bool, has_failures: bool, extra: tuple[str, ...] = ()) -> list[str]:
+def _front_matter(src: dict, has_test: bool, has_failures: bool, extra: tuple[str, ...] = ()) -> list[str]:
     """The card's YAML front matter lines (licence, tags, ``configs:``)."""
-    return ["---", "pretty_name: TA-MEAD (talkclip build)", "license: other",
-            "license_name: mead-research-terms",
-            "license_link: https://wywu.github.io/projects/MEAD/MEAD.html",
+    licence = [f"license: {src['licence']}"]
+    if src["licence"] == "other":
+        licence += [f"license_name: {src['licence_name']}"] + ([f"license_link: {src['licence_link']}"]
+                                                               if src["licence_link"] else [])
+    return ["---", f"pretty_name: {src['dataset']} (talkclip build)", *licence,
             "language:", "- en",
             "tags:", "- talking-head", "- facial-action-units", "- text-to-speaking-style",
             *_yaml_configs(has_test, has_failures, extra), "---", ""]
 
 
 def dataset_card(manifest: dict, *, has_test: bool, has_failures: bool) -> str:
-    """Markdown card with YAML front matter; ``datasets.load_dataset(out_dir)`` reads the clips config."""
-    c = manifest["counts"]
-    o = manifest["options"]
-    phonemes = (manifest.get("phonemes") or {}).get("enabled", False)
-    head = _front_matter(has_test, has_failures, ("phonemes",) if phonemes else ())
-    stages = ", ".join(f"{k}: {v}" for k, v in c["failures_by_stage"].items()) or "none"
-    body = f"""# TA-MEAD (talkclip build)
+    """Markdown card with YAML front matter; ``datasets.load_dataset(out_dir)`` reads the clips config.
 
-Text-annotated MEAD, built with `talkclip-data build-ta-mead` (talkclip {manifest['version']},
-format `{manifest['format']}`), after the dataset described in *TalkCLIP: Talking Head Generation
+    ``manifest["source"]`` names the corpus, its licence and citation and the recipe that listed it
+    (:meth:`talkclip.pipelines.recipes.RecipeSource.card_source`).
+    """
+    c, o, src = manifest["counts"], manifest["options"], manifest["source"]
+    phonemes = (manifest.get("phonemes") or {}).get("enabled", False)
+    head = _front_matter(src, has_test, has_failures, ("phonemes",) if phonemes else ())
+    stages = ", ".join(f"{k}: {v}" for k, v in c["failures_by_stage"].items()) or "none"
+    body = f"""# {src['dataset']} (talkclip build)
+
+Text-annotated {src['title']}, built with `talkclip-data build --corpus {src['corpus']}` (the
+`{src['corpus']}` recipe, version {src['recipe_version']}; talkclip {manifest['version']}, format
+`{manifest['format']}`), after the TA-MEAD dataset described in *TalkCLIP: Talking Head Generation
 with Text-Guided Expressive Speaking Styles* (Ma et al.). The paper's own annotation was never
 released; everything here was produced by this tool, as described below.
 
@@ -55,7 +61,8 @@ released; everything here was produced by this tool, as described below.
 | frames | {c['frames']} ({c['frames_with_face']} with a face) |
 | failed clips | {c['failed']} ({stages}) |
 | audio/video length mismatch > {manifest['av_tolerance_s']} s (kept, flagged) | {c['av_mismatch']} |
-| views | {', '.join(o['views'] or ['all'])} |
+| views | {', '.join(o.get('views') or ['all'])} |
+| files skipped (name not following the corpus's scheme) | {c.get('skipped_names', 0)} |
 
 ```python
 from datasets import load_dataset
@@ -65,25 +72,7 @@ frames = load_dataset("path/or/repo", "frames")          # per-frame tracks, one
 
 or with pyarrow: `pyarrow.dataset.dataset("OUT/clips", format="parquet")`.
 
-## Tables (schemas in `talkclip/schemas/tamead.py`)
-
-- **clips**: one row per clip: ids (`clip_id` = `<speaker>_<view>_<emotion>_level_<n>_<take>`,
-  speaker, view, emotion, level, take), source paths relative to the MEAD root (a tar member is
-  written `SPK/video.tar::member`), fps, frame size, frame counts, durations, `audio_source`
-  (`m4a` = MEAD's separate audio file, `video` = the mp4's own track), `av_mismatch`, the 12
-  DISFA AU intensities (`au_intensity_raw` = clip mean, `au_intensity` = after the neutral
-  baseline), their levels 0-3 (`au_level`), `emotion_labels`, `captions`, `split`.
-  AU order: {', '.join(f'AU{a}' for a in manifest['au_ids'])}.
-- **frames**: one row per clip holding per-frame lists: `timestamp_ms` (T), `face` (T),
-  `blendshapes` (T x 52, MediaPipe order), `pose` (T x 16, the 4x4 facial transformation
-  matrix, row-major), `landmarks` (T x 1434 int16 = 478 x (x, y, z) times 10000, or null when
-  built without `--landmarks`). A training sampler reads a clip's whole track with one row lookup.
-- **audio**: one row per clip: 16 kHz mono int16 PCM of the clip's audio.
-{_PHONEMES_TABLE if phonemes else ""}- **failures**: clips that could not be used: `clip_id`, `stage` (read, decode, track, audio,
-  annotate), `error`, `path`. (A build without failures has no failures files and no
-  failures config; a build without test speakers has no test split.)
-
-## How it was annotated
+{_tables_section(manifest['au_ids'], phonemes)}## How it was annotated
 
 - Face tracking: MediaPipe Face Landmarker (VIDEO mode), model sha256
   `{manifest['landmarker_sha256'][:16]}...`.
@@ -93,17 +82,18 @@ or with pyarrow: `pyarrow.dataset.dataset("OUT/clips", format="parquet")`.
 - Neutral baseline: {'on' if manifest['baseline']['enabled'] else 'off'}. When on, each speaker's
   mean raw AU over their neutral clips (per view) is subtracted before levelling.
 - AU levels: AU table sha256 `{manifest['au_table_sha256'][:16]}...` ({o['au_table']}).
-- Emotion labels: group table sha256 `{manifest['group_table_sha256'][:16]}...` ({o['groups']}).
-  The packaged group table, mapping MEAD's 22 emotion/level groups to labels from the 135
+- Emotion labels and levels: label table sha256 `{manifest['group_table_sha256'][:16]}...`
+  ({o['groups'] if o['groups'] != 'packaged' else 'packaged ' + src['labels']}). The packaged
+  table, mapping the corpus's emotion/intensity groups to a level and labels from the 135
   categories of Shaver et al. (1987), is **this project's own annotation**, not the paper's
-  (which was never published).
+  (which was never published); clips without an emotion get captions with the AU part only.
 - Captions: {o['n_captions']} per clip, "<subject> <emotion> and speaks with <AUs>" with variants
   that drop the emotion or the AU part; deterministic for seed {o['seed']} and the clip id.
 - Split: whole speakers held out for test, chosen by a stable hash of the speaker id.
 - Audio: clips with no audio at all are failures; clips whose audio and video lengths differ by
   more than {manifest['av_tolerance_s']} s are kept and flagged (`av_mismatch`).
 
-{_mead_provenance()}## Build facts
+{_provenance(src)}## Build facts
 
 ```json
 {json.dumps(dict(version=manifest['version'], options=o, counts=c, splits=manifest['splits'],
@@ -113,31 +103,38 @@ or with pyarrow: `pyarrow.dataset.dataset("OUT/clips", format="parquet")`.
     return "\n".join(head) + body
 
 
-def _mead_provenance() -> str:
-    """The card's provenance section for MEAD: source, terms, citation."""
-    return MEAD_PROVENANCE
+def _tables_section(au_ids, phonemes: bool) -> str:
+    """The card's description of the tables."""
+    return f"""## Tables (schemas in `talkclip/schemas/tamead.py`)
 
-
-MEAD_PROVENANCE = """## Provenance and terms
-
-The videos and audio come from **MEAD** (Wang et al., "MEAD: A Large-scale Audio-visual Dataset
-for Emotional Talking-face Generation", ECCV 2020), which its authors distribute for research
-use under their own terms (https://wywu.github.io/projects/MEAD/MEAD.html). This derived data
-(which includes MEAD's speech audio and per-frame face measurements of MEAD's actors) is for
-research use under those same terms; do not publish it publicly unless MEAD's terms allow it.
-Cite MEAD when you use it:
-
-```bibtex
-@inproceedings{wang2020mead,
-  title     = {MEAD: A Large-scale Audio-visual Dataset for Emotional Talking-face Generation},
-  author    = {Wang, Kaisiyuan and Wu, Qianyi and Song, Linsen and Yang, Zhuoqian and Wu, Wayne and
-               Qian, Chen and He, Ran and Qiao, Yu and Loy, Chen Change},
-  booktitle = {European Conference on Computer Vision (ECCV)},
-  year      = {2020}
-}
-```
+- **clips**: one row per clip: ids (`clip_id` as the corpus names the clip, speaker, view, the
+  corpus's own `emotion` and `intensity` words, `level` 1-3 from the label table (0 =
+  unspecified or unlabelled), take, `sentence` = the spoken text where the corpus defines it),
+  source paths relative to the corpus root (a tar member is written `SPK/video.tar::member`),
+  fps, frame size, frame counts, durations, `audio_source` (`m4a` / `wav` = the corpus's
+  separate audio file, `video` = the video's own track), `av_mismatch`, the 12
+  DISFA AU intensities (`au_intensity_raw` = clip mean, `au_intensity` = after the neutral
+  baseline), their levels 0-3 (`au_level`), `emotion_labels`, `captions`, `split`.
+  AU order: {', '.join(f'AU{a}' for a in au_ids)}.
+- **frames**: one row per clip holding per-frame lists: `timestamp_ms` (T), `face` (T),
+  `blendshapes` (T x 52, MediaPipe order), `pose` (T x 16, the 4x4 facial transformation
+  matrix, row-major), `landmarks` (T x 1434 int16 = 478 x (x, y, z) times 10000, or null when
+  built without `--landmarks`). A training sampler reads a clip's whole track with one row lookup.
+- **audio**: one row per clip: 16 kHz mono int16 PCM of the clip's audio.
+{_PHONEMES_TABLE if phonemes else ""}- **failures**: clips that could not be used: `clip_id`, `stage` (read, decode, track, audio,
+  annotate), `error`, `path`. (A build without failures has no failures files and no
+  failures config; a build without test speakers has no test split.)
 
 """
+
+
+def _provenance(src: dict) -> str:
+    """The card's provenance section: the source corpus, its terms, its citation."""
+    link = f" ({src['licence_link']})" if src["licence_link"] else ""
+    cite = f"Cite it when you use it:\n\n```bibtex\n{src['citation']}\n```\n" if src["citation"] else ""
+    return (f"## Provenance and terms\n\nThe videos and audio come from **{src['title']}** "
+            f"({src['homepage'] or 'the folder given to the build'}), under {src['licence_name']}{link}. "
+            f"{src['terms']}\n{cite}\n")
 
 
 def card_configs(text: str) -> list[str]:

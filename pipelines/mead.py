@@ -246,27 +246,3 @@ def view_selection(views: Sequence[str] | None) -> list[str] | None:
     if not views:
         return ["front"]
     return None if "all" in views else views
-
-
-class MeadSource:
-    """MEAD as a build's clip source (see :class:`talkclip.pipelines.build_ta_mead.ClipSource`)."""
-
-    name = "mead"
-
-    def __init__(self, root: str | Path, *, speakers: Sequence[str] | None = None,
-                 views: Sequence[str] | None = ("front",), emotions: Sequence[str] | None = None,
-                 limit: int | None = None):
-        self.root = Path(root).resolve()
-        self.speakers, self.emotions, self.limit = speakers, emotions, limit
-        self.views = view_selection(views)
-        self.warnings: list[str] = []
-
-    def list_clips(self) -> list[MeadClip]:
-        self.warnings = []
-        return walk_mead(self.root, speakers=self.speakers, views=self.views, emotions=self.emotions,
-                         limit=self.limit, warnings=self.warnings)
-
-    def selection(self) -> dict:
-        return dict(speakers=sorted(self.speakers) if self.speakers else None,
-                    views=sorted(self.views) if self.views else None,
-                    emotions=sorted(self.emotions) if self.emotions else None, limit=self.limit)

@@ -19,6 +19,7 @@ METRICS = (("ssim", "SSIM", "higher is better"), ("cpbd", "CPBD", "higher is bet
            ("f_lmd", "F-LMD", "lower is better"), ("m_lmd", "M-LMD", "lower is better"),
            ("style_score", "AU style score", "higher is better"),
            ("syncnet_confidence", "SyncNet confidence", "higher is better"))
+KIND_TAGS = {"sync": "lip-sync-discriminator", "neural-renderer": "neural-renderer"}
 KIND_TITLES = {"talkclip": "TalkCLIP text-guided talking-head model", "sync": "lip-sync discriminator",
                "neural-renderer": "neural renderer"}
 
@@ -95,7 +96,7 @@ def _metadata(facts: dict, *, evaluation: dict | None, dataset_repo: str | None,
         meta["license_name"] = "mead-derived"
         meta["license_link"] = "https://wywu.github.io/projects/MEAD/MEAD.html"
     meta["tags"] = ["talkclip", "talking-head", "audio-driven-animation", "text-guided", "arkit-blendshapes",
-                    "synthetic-media", facts["kind"]]
+                    "synthetic-media"] + ([] if facts["kind"] == "talkclip" else [KIND_TAGS[facts["kind"]]])
     text = facts.get("text_encoder") or {}
     if text.get("hub"):
         meta["base_model"] = text["hub"]
@@ -147,8 +148,8 @@ def _body(facts: dict, repo_id: str, evaluation: dict | None, dataset_repo: str 
     text = facts.get("text_encoder") or {}
     data = facts.get("data") or {}
     parts = [f"# {repo_id.split('/')[-1]}: {KIND_TITLES[kind]}",
-             f"A {KIND_TITLES[kind]} checkpoint of talkclip ({facts['parameters']:,d} "
-             f"parameters, config `{facts['config_name']}`), an open implementation of *TalkCLIP: Talking Head "
+             f"A {KIND_TITLES[kind]} ({facts['parameters']:,d} parameters, config `{facts['config_name']}`) "
+             "made with talkclip, an open implementation of *TalkCLIP: Talking Head "
              "Generation with Text-Guided Expressive Speaking Styles* (Ma et al.). Files: `model.safetensors` "
              "(weights) and `config.json` (the model config)" + (", plus the optimizer and resume state." if with_state
                                                                  else "."),

@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from talkclip import InputError, LayoutError, OfflineError, one_line
-from talkclip.schemas.build import open_build
+from talkclip.schemas.build import not_a_build, open_build
 from talkclip.schemas.tamead import TABLES
 
 from .card import card_configs
@@ -62,15 +62,11 @@ def plan_push(out_dir: str | Path, repo_id: str, *, private: bool = False) -> Pu
     """Check a build locally and list what one commit would upload; raises on any problem."""
     out = Path(out_dir)
     check_repo_id(repo_id)
-    if not out.is_dir():
-        raise InputError(f"no such folder: {out}")
+    build = open_build(out, ())                 # the one build reader: folder, manifest, tables
     mpath, card = out / "manifest.json", out / "README.md"
-    if not mpath.is_file():
-        raise LayoutError(f"{out} is not a TA-MEAD build: no manifest.json (run build-ta-mead first)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as e:
-        raise LayoutError(f"{mpath} is not valid JSON ({e.msg})") from None
+    manifest = build.manifest()
+    if not manifest:
+        raise not_a_build(out, "no manifest.json (run build-ta-mead first)")
     if not manifest.get("complete"):
         raise LayoutError(f"the build in {out} is incomplete; rerun build-ta-mead with the same options first")
     if not card.is_file():
@@ -80,7 +76,8 @@ def plan_push(out_dir: str | Path, repo_id: str, *, private: bool = False) -> Pu
         raise LayoutError(f"{card} has no `configs:` entry for the clips table")
     files: list[tuple[str, Path]] = [("README.md", card), ("manifest.json", mpath)]
     rows: dict[str, int] = {}
-    build = open_build(out, ("clips",))
+    if not build.files("clips"):
+        raise not_a_build(out, "no parquet files in clips/")
     for name in TABLES:
         parts = build.files(name)
         if name in configs and not parts:

@@ -24,30 +24,30 @@ Training
 Each sample: a clip, a source frame and a different target frame of it (uniformly among the
 cached frames); motion = the target's window of 2k+1 frames (blendshapes + pose relative to
 the source + the source's blendshapes, see :func:`talkclip.model.neural_renderer.motion_descriptor`).
-Batches are a pure function of (seed, step). Adam; bf16 autocast on CUDA; a CSV loss log
+Batches are a pure function of (seed, step). Adam on the shared training loop
+(:mod:`talkclip.pipelines.solver`): bf16 autocast on CUDA; a CSV loss log
 (``OUT/renderer_log.csv``); the checkpoint (``model.safetensors`` + ``config.json`` +
-``optimizer.safetensors`` + ``trainer_state.json``) is written at the end and every
-``train.checkpoint_every`` steps; ``resume`` continues from it (same seed -> same batches).
-The CUDA/bf16 path was not run in the session that wrote this (no GPU).
+``optimizer.safetensors`` + ``trainer_state.json``, written by the same
+:func:`talkclip.model.checkpoint.save_checkpoint` as TalkCLIP's) at the end and every
+``train.checkpoint_every`` steps; ``resume`` continues from it exactly (same seed -> same
+batches, RNG and optimizer states restored). The CUDA/bf16 path was not run (no GPU).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from talkclip import CheckpointError, InputError, TalkclipError, one_line
+from talkclip import InputError, TalkclipError, one_line
+from talkclip.model.neural_renderer import KIND
+
+from .solver import SPLITS, Solver, TrainOptions, TrainSummary
 
 LOG_COLUMNS = ("step", "total", "l1", "ssim", "warp", "smooth", "seconds")
 LOG_FILE = "renderer_log.csv"
-OPTIM_FILE = "optimizer.safetensors"
-STATE_FILE = "trainer_state.json"
-SPLITS = ("train", "test", "all")
 
 
 @dataclass
@@ -70,20 +70,6 @@ class RendererData:
     @property
     def frames(self) -> int:
         return sum(len(c.keep) for c in self.clips)
-
-
-@dataclass
-class RendererTrainSummary:
-    out_dir: Path
-    start_step: int
-    steps: int
-    clips: int
-    frames: int
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    first: dict[str, float] = field(default_factory=dict)
-    last: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    log_path: Path | None = None
 
 
 # ---------------------------------------------------------------- data
@@ -250,125 +236,79 @@ def make_batch(data: RendererData, batch_size: int, window: int, seed: int, step
 
 # ---------------------------------------------------------------- training
 
-def _save(model, opt, out: Path, step: int, seed: int, extra: dict) -> None:
-    from talkclip.model.checkpoint import atomic_write, save_tensors, optimizer_tensors
-    from talkclip.model.neural_renderer import save_renderer
+class RendererSolver(Solver):
+    """The neural renderer on the shared loop: Adam, L1 + SSIM + warp + flow smoothness."""
 
-    save_renderer(model, out)
-    tensors, rest = optimizer_tensors(opt, "opt")
-    save_tensors(tensors, out / OPTIM_FILE, {"kind": "optimizer"})
-    state = {"step": step, "seed": seed, "optimizer": rest, **extra}
-    atomic_write(out / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=1) + "\n"))
+    kind, what, log_file, log_columns = KIND, "train-renderer", LOG_FILE, LOG_COLUMNS
+    config_hint = "renderer-tiny, renderer-base"
+
+    def load_config(self, config):
+        from talkclip.model.neural_renderer import RendererConfig, load_renderer_config
+
+        return config if isinstance(config, RendererConfig) else load_renderer_config(config)
+
+    def read_config(self, out: Path):
+        from talkclip.model.checkpoint import read_checkpoint_config
+        from talkclip.model.neural_renderer import config_from_dict
+
+        return read_checkpoint_config(out, config_from_dict, "renderer checkpoint")
+
+    def default_steps(self) -> int:
+        return self.cfg.train.steps
+
+    def check_inputs(self) -> None:
+        if not self.o.data_dir.is_dir():
+            raise InputError(f"data folder not found: {self.o.data_dir}")
+        resolve_mead_root(self.o.data_dir, self.o.mead)
+
+    def load_data(self) -> None:
+        o, tc = self.o, self.cfg.train
+        self.data = load_renderer_data(
+            o.data_dir, size=self.cfg.size, crop_scale=tc.crop_scale,
+            frame_stride=int(o.frame_stride or tc.frame_stride),
+            max_clips=int(tc.max_clips if o.max_clips is None else o.max_clips), split=o.split, mead=o.mead,
+            landmarker=o.landmarker, progress=lambda d, t: self.bar.update("loading clips", d, t))
+
+    def build_model(self):
+        from talkclip.model.neural_renderer import PIRenderNet
+
+        return PIRenderNet(self.cfg)
+
+    def load_model(self):
+        from talkclip.model.neural_renderer import load_renderer
+
+        return load_renderer(self.o.out)
+
+    def make_optimizers(self) -> dict:
+        import torch
+
+        return {"opt": torch.optim.Adam(self.model.parameters(), lr=self.cfg.train.lr, betas=(0.9, 0.999))}
+
+    def state(self) -> dict:
+        return {"clips": len(self.data.clips), "frames": self.data.frames, "split": self.o.split}
+
+    def batches(self, start: int, stop: int):
+        bsz = int(self.o.batch_size or self.cfg.train.batch_size)
+        for step in range(start, stop):
+            yield make_batch(self.data, bsz, self.cfg.window, self.seed, step)
+
+    def run_step(self, step: int, batch) -> tuple[dict[str, float], dict]:
+        source, motion, target = (t.to(self.dev, non_blocking=True) for t in batch)
+        with self.autocast():
+            _, losses = self.model(source, motion, target)
+        self.optimize(losses["total"], self.optimizers["opt"])
+        return {k: float(losses[k].detach()) for k in LOG_COLUMNS[1:-1]}, {}
+
+    def info(self, last: dict[str, float]) -> str:
+        return f"L1 {last.get('l1', float('nan')):.4f}"
+
+    def summary_extra(self) -> dict:
+        return {"frames": self.data.frames, "failures": list(self.data.failures)}
 
 
-def train_renderer(data_dir: str | Path, config: str | Path | None, out: str | Path, *, steps: int | None = None,
-                   device: str = "cpu", batch_size: int | None = None, seed: int = 0, resume: bool = False,
-                   mead: str | Path | None = None, split: str = "train", max_clips: int | None = None,
-                   frame_stride: int | None = None, threads: int | None = None,
-                   landmarker: str | Path | None = None,
-                   progress: Callable[[str, int, int], None] | None = None) -> RendererTrainSummary:
+def train_renderer(data_dir: str | Path, config, out: str | Path, **options) -> TrainSummary:
     """Train (or ``resume``) a neural renderer on a TA-MEAD build; returns a summary.
-    ``steps``: the global step to reach (default: the config's ``train.steps``).
-    ``progress(stage, done, total)`` with stage "load" then "train"."""
-    import torch
-
-    from talkclip.model.checkpoint import load_tensors, restore_optimizer
-    from talkclip.model.neural_renderer import (MODEL_FILE, PIRenderNet, load_renderer,
-                                                load_renderer_config)
-
-    t_start = time.perf_counter()
-    out = Path(out)
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"data folder not found: {data_dir}")
-    from talkclip.model.device import resolve_device
-
-    dev = resolve_device(device)
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be >= 1, got {threads}")
-
-    # ---- model, config, optimizer (fresh or resumed)
-    if resume:
-        if not (out / STATE_FILE).is_file():
-            raise CheckpointError(f"--resume: {out} holds no resumable renderer checkpoint ({STATE_FILE} missing)")
-        model = load_renderer(out, dev).train()
-        cfg = model.config
-        if config is not None and load_renderer_config(config).to_dict() != cfg.to_dict():
-            raise InputError(f"--resume: --config differs from the checkpoint's config in {out}; omit --config")
-        try:
-            state = json.loads((out / STATE_FILE).read_text())
-            start = int(state["step"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"corrupt {STATE_FILE} in {out}: {one_line(e)}") from None
-        seed = int(state.get("seed", seed))
-    else:
-        if (out / MODEL_FILE).is_file():
-            raise InputError(f"{out} already holds a checkpoint: pass --resume to continue it or choose another --out")
-        if config is None:
-            raise InputError("no renderer config given (renderer-tiny, renderer-base or a .json path)")
-        cfg = load_renderer_config(config)
-        torch.manual_seed(seed)
-        model = PIRenderNet(cfg).to(dev).train()
-        start = 0
-    tc = cfg.train
-    steps = tc.steps if steps is None else int(steps)
-    if steps < start:
-        raise InputError(f"--steps {steps} is below the checkpoint's step {start}")
-    bsz = int(batch_size or tc.batch_size)
-    if bsz < 1:
-        raise InputError(f"--batch-size must be >= 1, got {bsz}")
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.999))
-    if resume:
-        tensors, _ = load_tensors(out / OPTIM_FILE)
-        restore_optimizer(opt, "opt", tensors, state["optimizer"])
-
-    saved_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        data = load_renderer_data(
-            data_dir, size=cfg.size, crop_scale=tc.crop_scale,
-            frame_stride=int(frame_stride or tc.frame_stride), max_clips=int(tc.max_clips if max_clips is None else max_clips),
-            split=split, mead=mead, landmarker=landmarker,
-            progress=(lambda d, t: progress("load", d, t)) if progress else None)
-        out.mkdir(parents=True, exist_ok=True)
-        from talkclip.pipelines.train import CsvLog
-
-        logger = CsvLog(out / LOG_FILE, LOG_COLUMNS, True, None, start if resume else 0)
-        extra = {"clips": len(data.clips), "frames": data.frames, "split": split}
-        amp = dev.type == "cuda"
-        acc: dict[str, list[float]] = {}
-        first: dict[str, float] = {}
-        last: dict[str, float] = {}
-        t_log = time.perf_counter()
-        for step in range(start, steps):
-            source, motion, target = (t.to(dev, non_blocking=True)
-                                      for t in make_batch(data, bsz, cfg.window, seed, step))
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
-                _, losses = model(source, motion, target)
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            opt.step()
-            for k in LOG_COLUMNS[1:-1]:
-                acc.setdefault(k, []).append(float(losses[k].detach()))
-            done = step + 1
-            if done % tc.log_every == 0 or done == steps:
-                row = {k: float(np.mean(v)) for k, v in acc.items()}
-                if not first:
-                    first = dict(row)
-                last = row
-                now = time.perf_counter()
-                logger.row({"step": done, **row, "seconds": round(now - t_log, 3)})
-                t_log = now
-                acc = {}
-            if tc.checkpoint_every and done % tc.checkpoint_every == 0 and done != steps:
-                _save(model, opt, out, done, seed, extra)
-            if progress is not None:
-                progress("train", done, steps)
-        _save(model, opt, out, steps, seed, extra)
-        logger.close()
-    finally:
-        torch.set_num_threads(saved_threads)
-    return RendererTrainSummary(out_dir=out, start_step=start, steps=steps, clips=len(data.clips), frames=data.frames,
-                                failures=data.failures, first=first, last=last,
-                                seconds=time.perf_counter() - t_start, log_path=out / LOG_FILE)
+    ``options``: the fields of :class:`TrainOptions` (steps: the global step to reach, default the
+    config's ``train.steps``; device, batch_size, seed, resume, mead, split, max_clips,
+    frame_stride, threads, landmarker, log_every, checkpoint_every, progress)."""
+    return RendererSolver(TrainOptions(data_dir=data_dir, config=config, out=out, **options)).run()

@@ -38,9 +38,11 @@ CLIPS_SCHEMA = pa.schema([
     pa.field("speaker", pa.string(), nullable=False),   # "M003"
     pa.field("gender", pa.string()),                    # "man" | "woman" | "person"
     pa.field("view", pa.string()),                      # "front"
-    pa.field("emotion", pa.string()),                   # "angry"
-    pa.field("level", pa.int8()),                       # 1..3
+    pa.field("emotion", pa.string()),                   # the corpus's word: "angry" ("" = unlabelled)
+    pa.field("intensity", pa.string()),                 # the corpus's word: "2" (MEAD), "strong", "unspecified"
+    pa.field("level", pa.int8()),                       # 1..3 from the label table; 0 = unspecified / unlabelled
     pa.field("take", pa.string()),                      # "001"
+    pa.field("sentence", pa.string()),                  # the spoken text, where the corpus defines it
     pa.field("video_path", pa.string()),                # path, or "archive.tar::member"
     pa.field("audio_path", pa.string()),
     pa.field("audio_source", pa.string()),              # "m4a" | "video"

@@ -382,3 +382,226 @@ def cached_mini_build_summary(jobs: int = 2):
     """The Summary returned by the build of :func:`cached_mini_build`."""
     cached_mini_build(jobs)
     return _MINI_CACHE[("build", jobs)][2]
+
+
+# ---- mini corpora for the corpus recipes (issue 10) ---------------------------------------
+# Each is cut from the fixture media with the real naming and containers of its corpus; the
+# facts returned say what the recipe must make of it. Clips are short and small (0.8 s at half
+# the fixtures' size) so a build of one corpus takes a few seconds.
+
+RECIPE_CLIP_S = 0.8
+
+
+def _recipe_media() -> dict:
+    """name -> (frames at half size with even sides, fps); speech name -> 16 kHz float audio."""
+    if "media" not in _MINI_CACHE:
+        from talkclip.annotate.media import load_audio
+        from talkclip.pipelines.sample import read_video
+
+        media = {}
+        for name, file in (("talking", "talking_pexels.mp4"), ("single_face", "single_face.mp4"),
+                           ("no_face", "no_face.mp4")):
+            frames, fps = read_video(FACES / file, scale=2)
+            media[name] = ([f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in frames], fps)
+        for name in ("kids_door_en", "dogs_door_en", "hello_en", "weather_en"):
+            media[name] = load_audio(SPEECH / f"{name}.wav", 16_000)
+        _MINI_CACHE["media"] = media
+    return _MINI_CACHE["media"]
+
+
+def _recipe_cut(source: str, start: float, speech: str | None, sample_rate: int = 16_000,
+                length_s: float = RECIPE_CLIP_S):
+    """(frames, fps, audio at ``sample_rate`` or None) of a ``length_s`` window of a fixture; the
+    audio is the start of ``speech``, padded with silence when the speech is shorter."""
+    import numpy as np
+
+    from talkclip.pipelines.sample import cut
+
+    media = _recipe_media()
+    frames, fps = media[source]
+    clip, _ = cut(frames, fps, None, start, length_s)
+    audio = None
+    if speech is not None:
+        wav = media[speech]
+        n = int(round(len(clip) / fps * 16_000))
+        audio = np.zeros(n, np.float32)                                         # (n,)
+        audio[: min(n, len(wav))] = wav[:n]
+        if sample_rate != 16_000:
+            idx = np.arange(int(round(n * sample_rate / 16_000))) * 16_000 / sample_rate
+            audio = np.interp(idx, np.arange(n), audio).astype(np.float32)     # (n * sr / 16k,)
+    return clip, fps, audio
+
+
+def write_wav(path, audio, sample_rate: int = 16_000):
+    """Mono float audio (N,) in [-1, 1] -> 16-bit PCM WAV."""
+    import wave
+
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+def write_flv(path, frames, fps: float):
+    """RGB frames -> Flash video (FLV container, Sorenson H.263 'flv1' codec, as CREMA-D's
+    VideoFlash files), without an audio track."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w", format="flv") as c:
+        vs = c.add_stream("flv", rate=Fraction(fps).limit_denominator(1001))
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        for i, rgb in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            vf.pts = i
+            for pkt in vs.encode(vf):
+                c.mux(pkt)
+        for pkt in vs.encode(None):
+            c.mux(pkt)
+    return path
+
+
+# (file name in Actor_NN/, source, start s, speech or None = video-only mp4 without audio); the
+# full-AV clips with a face last RAVDESS_CLIP_S and hold the whole statement (espeak-ng), so the
+# build's --phonemes can align it
+RAVDESS_CLIP_S = 2.3
+MINI_RAVDESS_PLAN = (
+    ("01-01-01-01-01-01-01.mp4", "talking", 0.0, "kids_door_en"),    # neutral normal, kids
+    ("01-01-03-02-02-01-01.mp4", "talking", 2.0, "dogs_door_en"),    # happy strong, dogs
+    ("02-01-03-02-02-01-01.mp4", "talking", 2.0, None),              # video-only twin: dropped
+    ("02-01-05-01-01-01-01.mp4", "talking", 4.0, None),              # video-only, no twin: fails "audio"
+    ("01-02-03-01-01-01-01.mp4", "talking", 6.0, "kids_door_en"),    # song: only with --include-song
+    ("01-01-04-01-01-01-02.mp4", "single_face", 0.0, "kids_door_en"),  # sad normal
+    ("01-01-01-01-02-01-02.mp4", "single_face", 0.0, "dogs_door_en"),  # neutral normal, dogs
+    ("01-01-08-01-01-01-02.mp4", "no_face", 0.5, "kids_door_en"),    # surprised: no face, fails "track"
+    ("01-01-01-02-01-01-02.mp4", "single_face", 0.0, "kids_door_en"),  # neutral "strong": bad name
+)
+
+
+def make_mini_ravdess(root: Path) -> dict:
+    """RAVDESS-shaped: Actor_01 (male) and Actor_02 (female), mp4 with AAC audio at 48 kHz."""
+    from talkclip.pipelines.sample import write_mp4
+
+    root = Path(root)
+    for name, src, start, speech in MINI_RAVDESS_PLAN:
+        actor = name[-6:-4]
+        length = RAVDESS_CLIP_S if speech and src != "no_face" else RECIPE_CLIP_S
+        frames, fps, audio = _recipe_cut(src, start, speech, 48_000, length)
+        write_mp4(root / f"Actor_{actor}" / name, frames, fps, audio, sample_rate=48_000)
+    (root / "Actor_01" / "notes.txt").write_text("not a video: ignored\n")
+    return dict(root=root, ok=["01-01-01-01-01-01-01", "01-01-03-02-02-01-01", "01-01-01-01-02-01-02",
+                               "01-01-04-01-01-01-02"],
+                failures={"02-01-05-01-01-01-01": "audio", "01-01-08-01-01-01-02": "track"},
+                song="01-02-03-01-01-01-01", bad_names=["01-01-01-02-01-01-02.mp4"])
+
+
+# (stem, source, start s, write the WAV?)
+MINI_CREMA_PLAN = (
+    ("1001_DFA_ANG_XX", "talking", 0.0, True),
+    ("1001_IEO_HAP_HI", "talking", 2.0, True),
+    ("1001_ITS_NEU_XX", "talking", 4.0, True),
+    ("1002_TIE_SAD_LO", "single_face", 0.0, True),
+    ("1002_IWW_FEA_MD", "single_face", 1.0, False),   # no WAV, FLV without audio: fails "audio"
+    ("1002_TAI_DIS_XX", "no_face", 0.5, True),        # no face: fails "track"
+    ("1002_ABC_HAP_XX", "single_face", 0.0, True),    # unknown sentence code: bad name
+)
+
+
+def make_mini_crema_d(root: Path) -> dict:
+    """CREMA-D-shaped: VideoFlash/*.flv + AudioWAV/*.wav (16 kHz); demographics name 1001 only."""
+    root = Path(root)
+    for stem, src, start, wav in MINI_CREMA_PLAN:
+        frames, fps, audio = _recipe_cut(src, start, "hello_en" if stem[5:8] in ("DFA", "TIE") else "weather_en")
+        write_flv(root / "VideoFlash" / f"{stem}.flv", frames, fps)
+        if wav:
+            write_wav(root / "AudioWAV" / f"{stem}.wav", audio)
+    (root / "VideoDemographics.csv").write_text("ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n")
+    return dict(root=root, ok=["1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1001_ITS_NEU_XX", "1002_TIE_SAD_LO"],
+                failures={"1002_IWW_FEA_MD": "audio", "1002_TAI_DIS_XX": "track"},
+                bad_names=["1002_ABC_HAP_XX.flv"])
+
+
+# (relative path, source, start s, audio: "own" track, "wav" beside it, or None)
+MINI_FOLDER_PLAN = (
+    ("spkA/a1.mp4", "talking", 0.0, "own"),
+    ("spkA/a2.mp4", "talking", 3.0, "own"),
+    ("spkB/b1.mp4", "single_face", 0.0, "wav"),
+    ("spkB/b2.mp4", "no_face", 0.5, "own"),       # no face: fails "track"
+    ("spkB/b3.mp4", "single_face", 1.0, None),    # no audio anywhere: fails "audio"
+    ("loose.mp4", "talking", 5.0, "own"),         # not in a speaker folder / not in the CSV
+)
+MINI_FOLDER_CSV = ("path,speaker,emotion,intensity\n"
+                   "spkA/a1.mp4,,happy,high\n"
+                   "spkA/a2.mp4,anna,,\n"
+                   "spkB/b1.mp4,,sad,\n"
+                   "spkB/b2.mp4,,angry,low\n"
+                   "spkB/b3.mp4,,,\n"
+                   "spkB/missing.mp4,,happy,low\n")
+
+
+def make_mini_folder(root: Path, *, with_csv: bool) -> dict:
+    """A plain folder of mp4s, with or without labels.csv (see MINI_FOLDER_PLAN / MINI_FOLDER_CSV)."""
+    from talkclip.pipelines.sample import write_mp4
+
+    root = Path(root)
+    for rel, src, start, audio_kind in MINI_FOLDER_PLAN:
+        frames, fps, audio = _recipe_cut(src, start, "weather_en")
+        write_mp4(root / rel, frames, fps, audio if audio_kind == "own" else None)
+        if audio_kind == "wav":
+            write_wav((root / rel).with_suffix(".wav"), audio)
+    if with_csv:
+        (root / "labels.csv").write_text(MINI_FOLDER_CSV)
+        return dict(root=root, ok=["spkA__a1", "spkA__a2", "spkB__b1"],
+                    failures={"spkB__b2": "track", "spkB__b3": "audio"}, skipped=2)
+    return dict(root=root, ok=["spkA__a1", "spkA__a2", "spkB__b1"],
+                failures={"spkB__b2": "track", "spkB__b3": "audio"}, skipped=1)
+
+
+def cached_mini_corpus(name: str) -> dict:
+    """One mini corpus ("ravdess", "crema-d", "folder-csv", "folder") per test process."""
+    import atexit
+    import shutil
+    import tempfile
+
+    key = ("corpus", name)
+    if key not in _MINI_CACHE:
+        tmp = Path(tempfile.mkdtemp(prefix=f"talkclip-mini-{name}-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        makers = {"ravdess": make_mini_ravdess, "crema-d": make_mini_crema_d,
+                  "folder-csv": lambda r: make_mini_folder(r, with_csv=True),
+                  "folder": lambda r: make_mini_folder(r, with_csv=False)}
+        _MINI_CACHE[key] = makers[name](tmp / "corpus")
+    return _MINI_CACHE[key]
+
+
+def cached_corpus_build(name: str):
+    """(facts, build folder, Summary) of one straight in-process build of a mini corpus, once per
+    test process. ``name`` as for :func:`cached_mini_corpus`. Copy the folder before changing it."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from talkclip.pipelines.build_ta_mead import BuildOptions, build
+    from talkclip.pipelines.recipes import RecipeSource, get_recipe
+
+    key = ("corpus-build", name)
+    if key not in _MINI_CACHE:
+        facts = cached_mini_corpus(name)
+        out = Path(tempfile.mkdtemp(prefix=f"talkclip-{name}-build-")) / "out"
+        atexit.register(shutil.rmtree, out.parent, True)
+        source = RecipeSource(get_recipe(name.replace("-csv", "")), facts["root"])
+        options = BuildOptions(jobs=1, phonemes=name == "ravdess")     # RAVDESS: align its statements
+        _MINI_CACHE[key] = (facts, out, build(source, out, options))
+    return _MINI_CACHE[key]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from talkclip import InputError
 from talkclip.model.config import load_config
 from talkclip.model.schedule import p_schedule, stage1_steps, stage_at
 
@@ -31,5 +32,5 @@ def test_stages():
     assert stage_at(20, n1, cfg) == (2, 0.0)          # stage 2 starts at p = 0
     assert stage_at(25, n1, cfg) == (2, pytest.approx(0.25))
     assert stage_at(49, n1, cfg) == (2, pytest.approx(0.5))
-    with pytest.raises(AssertionError):
+    with pytest.raises(InputError, match="--stage must be 1, 2 or both"):
         stage1_steps("3", 10, cfg)

@@ -91,11 +91,20 @@ def test_dataset_push_round_trip_through_load_dataset(hub_server, tmp_path):
     assert len(hub_server.commits("tester/ta-mead-mini", "dataset")) == 2   # repo creation + ONE push commit
     assert any(m == "PUT" and "/lfs-upload/datasets/" in p for m, p, _ in hub_server.log)   # parquet went by LFS
 
-    code = ("import datasets, json; ds = datasets.load_dataset('tester/ta-mead-mini'); "
-            "print(json.dumps({s: sorted([r['clip_id'], r['captions']] for r in ds[s]) for s in ds}))")
+    code = ("import datasets, json; from huggingface_hub import HfFileSystem\n"
+            "ds = datasets.load_dataset('tester/ta-mead-mini')\n"
+            "with HfFileSystem().open('datasets/tester/ta-mead-mini/clips/train-00000.parquet', block_size=4) as f:\n"
+            "    f.seek(-4, 2); tail = f.read(4).decode()\n"   # a ranged read: the Parquet footer magic
+            "print(json.dumps({'tail': tail, 'clips': {s: sorted([r['clip_id'], r['captions']] for r in ds[s]) "
+            "for s in ds}}))")
+    n_log = len(hub_server.log)
     r = _py(code, env)
     assert r.returncode == 0, r.stderr[-2000:]
-    remote = json.loads(r.stdout.strip().splitlines()[-1])
+    answer = json.loads(r.stdout.strip().splitlines()[-1])
+    assert answer["tail"] == "PAR1"
+    assert any(m == "GET" and p.endswith("clips/train-00000.parquet") and (rg or "").startswith("bytes=")
+               for m, p, rg in hub_server.log[n_log:])
+    remote = answer["clips"]
     clips = read_build_tables(build)["clips"].to_pylist()
     local = {s: sorted([c["clip_id"], c["captions"]] for c in clips if c["split"] == s) for s in ("train", "test")}
     local = {s: v for s, v in local.items() if v}
@@ -162,7 +171,8 @@ def test_failed_commit_leaves_repo_unchanged(hub_server, trained, tmp_path):
     _, ck = trained
     env = hub_server.client_env(os.environ, tmp_path / "hf")
     repo = "tester/fails-midway"
-    assert _run([*TALKCLIP, "push", ck, "--repo", repo], env).returncode == 0
+    assert _run([*TALKCLIP, "push", ck, "--repo", repo, "--private"], env).returncode == 0
+    assert json.loads((hub_server.root / "models" / repo / "meta.json").read_text())["private"] is True
     before_commits, before_files = hub_server.commits(repo), hub_server.repo_files(repo)
     hub_server.faults["commit_500"] = True
     r = _run([*TALKCLIP, "push", ck, "--repo", repo, "--with-state"], env)

@@ -50,6 +50,9 @@ def test_filters(mini):
     assert set(mini["other_views"]) <= {c.clip_id for c in all_views}
     assert len(all_views) == len(mini["front_clips"]) + len(mini["other_views"])
     assert [c.view for c in walk_mead(root, views=["left_30"])] == ["left_30"]
+    # the one --views rule (the CLI passes what it parsed): not given = front, "all" = every view
+    assert {c.view for c in walk_mead(root, views=[])} == {"front"}
+    assert len(walk_mead(root, views=["all"])) == len(all_views)
     neutral = walk_mead(root, emotions=["neutral"])
     assert {c.emotion for c in neutral} == {"neutral"} and len(neutral) == 4
     assert {c.speaker for c in walk_mead(root, speakers=["W001"])} == {"W001"}

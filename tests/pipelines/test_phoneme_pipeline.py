@@ -65,3 +65,4 @@ def test_tiny_phoneme_model_trains_from_the_build(phoneme_checkpoint):
     cfg = read_config(phoneme_checkpoint)
     assert cfg.model.audio_input == "phoneme" and cfg.model.n_phonemes == n_phonemes()
     assert (phoneme_checkpoint / "model.safetensors").is_file()
+

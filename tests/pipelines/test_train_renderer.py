@@ -122,6 +122,36 @@ def _detail(rgb) -> float:
     return float(lap.var())
 
 
+def test_renderer_resume_equals_a_straight_run(mini, tmp_path):
+    """train-renderer on the shared loop: 2 steps + resume to 4 == 4 straight steps, bit for bit
+    (weights and log), through the same checkpoint writer as TalkCLIP's."""
+    import torch
+
+    from talkclip import ConfigError
+    from talkclip.model.neural_renderer import load_renderer
+    from talkclip.pipelines.train_renderer import train_renderer
+
+    _, build = mini
+    kw = dict(split="all", max_clips=2, frame_stride=8, batch_size=2, seed=3, log_every=1, threads=1)
+    train_renderer(build, "renderer-tiny", tmp_path / "a", steps=4, **kw)
+    train_renderer(build, "renderer-tiny", tmp_path / "b", steps=2, **kw)
+    state = json.loads((tmp_path / "b" / "trainer_state.json").read_text())
+    assert state["kind"] == "neural-renderer" and state["step"] == 2 and "opt" in state["optimizers"]
+    with pytest.raises(ConfigError, match="differs from the checkpoint's at edit_channels"):
+        train_renderer(build, "renderer-base", tmp_path / "b", steps=4, resume=True, **kw)
+    s = train_renderer(build, None, tmp_path / "b", steps=4, resume=True, **kw)
+    assert (s.start_step, s.steps, s.clips) == (2, 4, 2)
+    a, b = load_renderer(tmp_path / "a").state_dict(), load_renderer(tmp_path / "b").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with open(tmp_path / "a" / LOG) as fa, open(tmp_path / "b" / LOG) as fb:
+        rows_a, rows_b = list(csv.DictReader(fa)), list(csv.DictReader(fb))
+    assert [r["step"] for r in rows_b] == ["1", "2", "3", "4"]
+    assert [r["total"] for r in rows_a] == [r["total"] for r in rows_b]
+
+
+LOG = "renderer_log.csv"
+
+
 def test_bad_inputs_exit_2(tmp_path):
     r = _cli("train-renderer", "--data", tmp_path / "missing", "--config", "renderer-tiny", "--out", tmp_path / "o")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "data folder not found" in r.stderr
