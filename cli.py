@@ -345,6 +345,10 @@ def build_cmd(
     keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
     phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/, offline pocketsphinx): "
                                   "aligned to the clip's sentence where the corpus has one (RAVDESS, CREMA-D), else recognised."),
+    executor: str = typer.Option("local", "--executor", help="Where clips are tracked: local (worker processes on this machine) or ray "
+                                 "(actors on a Ray cluster, --jobs of them, 0 = one per CPU of the cluster; needs pip install -e '.[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: the cluster's host:port; default auto = "
+                                              "the cluster this machine joined with `ray start`, else a local Ray started for this run."),
 ) -> None:
     """Build a TA-MEAD-style dataset from any supported corpus (one recipe per corpus; resumable).
 
@@ -363,7 +367,8 @@ def build_cmd(
                                 include_song=include_song, limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
                                 test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
-                                retry_failed=not keep_failed, phonemes=phonemes)
+                                retry_failed=not keep_failed, phonemes=phonemes, executor=executor,
+                                ray_address=ray_address)
     raise typer.Exit(summary.exit_code)
 
 
