@@ -71,9 +71,9 @@ def tasks_rate(corpus: Path, out: Path, batch: int) -> float:
 
     from talkclip.annotate.tracker import resolve_landmarker
     from talkclip.pipelines.build_ta_mead import WORK_DIR, _WorkerConfig, commit_record
-    from talkclip.pipelines.mead import walk_mead
+    from talkclip.pipelines.recipes import RecipeSource, get_recipe
 
-    clips = walk_mead(corpus)
+    clips = list(RecipeSource(get_recipe("mead"), corpus).list_clips())   # as the build lists them
     (out / WORK_DIR).mkdir(parents=True)
     cfg = _WorkerConfig(str(out), str(corpus.resolve()), False, 64, "bench-tasks", str(resolve_landmarker()))
     track = ray.remote(num_cpus=1)(_track_batch)

@@ -5,8 +5,8 @@ clips = 281,400 empty mp4 files plus one empty m4a per speaker/emotion/level/tak
 ``--tar-speakers`` speakers as ``video.tar`` + ``audio.tar`` of empty members), then measures
 the driver-side costs a real build of that corpus pays whatever the executor:
 
-- listing: ``walk_mead`` over every view (folders and tar headers) - seconds, and the memory
-  the clip list holds (tracemalloc), per clip;
+- listing: the MEAD recipe's listing of every view (folders and tar headers) - seconds, and
+  the memory the clip list holds (tracemalloc), per clip;
 - commit record: stage-1 shards as a finished build of the corpus would have them (one per 64
   clips, rows written by the build's own commit function with made-up AU values) - bytes per
   clip, and the driver's time per commit (what bounds the clips/s one driver can commit);
@@ -82,15 +82,20 @@ def make_tree(root: Path, n_speakers: int, clips_per_view: int, n_tar: int) -> i
     return n
 
 
-def listing(root: Path) -> tuple[list, float, float]:
-    from talkclip.pipelines.mead import walk_mead
+def _source(root: Path):
+    """The clip source a build of every view reads (the MEAD recipe)."""
+    from talkclip.pipelines.recipes import RecipeSource, Selection, get_recipe
 
+    return RecipeSource(get_recipe("mead"), root, Selection(views=None))
+
+
+def listing(root: Path) -> tuple[list, float, float]:
     t0 = time.perf_counter()
-    clips = walk_mead(root, views=None)
+    clips = list(_source(root).list_clips())
     dt = time.perf_counter() - t0
     del clips
     tracemalloc.start()          # a second listing, traced (tracing slows it down several times)
-    clips = walk_mead(root, views=None)
+    clips = list(_source(root).list_clips())
     held, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return clips, dt, held / len(clips)
@@ -149,12 +154,26 @@ class Timer:
             setattr(module, name, fn)
 
 
+def resume_in_child(root: Path, out: Path) -> tuple[float, dict, int, float]:
+    """:func:`resume` in a fresh process, so that its peak memory is the rerun's alone."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_resume_report, root, out).result()
+
+
+def _resume_report(root: Path, out: Path) -> tuple[float, dict, int, float]:
+    dt, parts, s = resume(root, out)
+    return dt, parts, s.clips, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def resume(root: Path, out: Path) -> tuple[float, dict, object]:
     from talkclip.pipelines import build_ta_mead as b
-    from talkclip.pipelines import card, mead
+    from talkclip.pipelines import card, recipes
 
     timer = Timer()
-    timer.wrap(mead.MeadSource, "list_clips", "listing")
+    timer.wrap(recipes.RecipeSource, "list_clips", "listing")
     timer.wrap(b, "_remove_uncommitted", "sweep of uncommitted shards")
     timer.wrap(b, "_committed", "stage-1 reads (resume scan, then phase 2)")
     timer.wrap(b, "annotate_clips", "phase 2: baseline, levels, captions, split")
@@ -163,7 +182,7 @@ def resume(root: Path, out: Path) -> tuple[float, dict, object]:
     timer.wrap(card, "dataset_card", "dataset card")
     try:
         t0 = time.perf_counter()
-        s = b.build_ta_mead(root, out, views=None)
+        s = b.build_ta_mead(root, out, views=["all"])
         dt = time.perf_counter() - t0
     finally:
         timer.undo()
@@ -186,7 +205,7 @@ def main() -> int:
         print(f"tree: {n} clips ({args.speakers} speakers x 7 views x {args.clips_per_view}; "
               f"{args.tar_speakers} speakers as tar) made in {time.perf_counter() - t0:.1f} s under {tmp}")
         clips, list_s, mem = listing(tmp / "mead")
-        print(f"listing (walk_mead, all views): {list_s:.1f} s, {len(clips)} clips, {mem:.0f} B of driver memory per clip "
+        print(f"listing (MEAD recipe, all views): {list_s:.1f} s, {len(clips)} clips, {mem:.0f} B of driver memory per clip "
               f"({mem * len(clips) / 2**20:.0f} MiB)")
         out = tmp / "out"
         per_commit, size = commit_records(clips, tmp / "mead", out)
@@ -194,10 +213,9 @@ def main() -> int:
               f"{len(clips) // 64 + 1} shards of 64); {per_commit * 1000:.1f} ms per commit of 64 clips on the driver "
               f"(= {64 / per_commit:.0f} clips/s it can commit)")
         del clips
-        dt, parts, s = resume(tmp / "mead", out)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"resume of the finished build (rerun, nothing to track): {dt:.1f} s; peak RSS of the process {peak:.0f} MiB; "
-              f"{s.clips} clips in the table")
+        dt, parts, n_clips, peak = resume_in_child(tmp / "mead", out)
+        print(f"resume of the finished build (rerun, nothing to track; a fresh process): {dt:.1f} s; "
+              f"peak RSS {peak:.0f} MiB ({peak * 2**20 / n_clips / 1024:.1f} kB per clip); {n_clips} clips in the table")
         for k, v in parts.items():
             print(f"  {k}: {v:.1f} s")
         manifest = json.loads((out / "manifest.json").read_text())

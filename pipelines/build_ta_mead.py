@@ -61,6 +61,9 @@ Semantics
   are not established; see the README). The manifest's ``phonemes`` records which, per clip
   count. A rerun into the same folder must keep ``--phonemes`` as it was.
 - ``jobs`` above the number of CPUs this process may use is capped to it (with a warning).
+- ``executor="ray"`` runs phase 1 on Ray actors instead of local processes
+  (:mod:`talkclip.pipelines.ray_executor`; ``jobs`` actors, 0 = one per CPU of the cluster);
+  shards, commits, resume and phase 2 are the ones described here.
 - Ctrl-C stops the workers, keeps every committed shard and raises :class:`BuildInterrupted`
   ("interrupted; rerun the same command to resume"); the CLI exits 130.
 - Neutral baseline (default on, ``baseline=False`` to switch off): per (speaker, view), the mean
