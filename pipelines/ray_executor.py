@@ -258,7 +258,8 @@ class RayPool:
         self._call(slot, "flush", tag, slot.handle.flush.remote(tag))
 
     def _busy(self) -> bool:
-        return any(s.calls for s in self.slots.values())
+        """Work asked and unanswered (an actor still starting counts only while clips wait)."""
+        return any(kind != "where" or self.queue for s in self.slots.values() for kind, _ in s.calls.values())
 
     def run(self, todo: list) -> list[str]:
         self.queue.extend(todo)
