@@ -21,6 +21,10 @@ no partial file under any name. With ``stream=True`` the mp4 is a fragmented mp4
 place as frames are made (a player can open it while it grows); an interrupted stream removes
 it unless ``keep_partial``.
 
+Per process, the loaded models, portrait face tracks and renderer states are kept in small LRU
+caches (keyed by the checkpoint file's path, size and mtime, and by the portrait's pixels), so
+repeated requests (the app, a server) pay loading and portrait preparation once.
+
 Streaming API: :meth:`Session.stream` takes audio chunks and yields frames and blendshape rows
 as soon as their look-ahead has arrived (:mod:`talkclip.pipelines.motion`); its output equals
 the offline one.
@@ -571,7 +575,7 @@ def decode_inputs(req: GenerateRequest) -> Inputs:
             raise MediaError(f"audio {req.audio} is too short ({len(wav) / sr:.3f} s)")
         audio_out = load_audio(req.audio, AUDIO_OUT_RATE)
     rgb = load_image(req.image)
-    face = track_portrait(rgb, req.landmarker)
+    face = _FACES.get((_pixels_key(rgb), str(req.landmarker)), lambda: track_portrait(rgb, req.landmarker))
     timings = {"prepare": time.perf_counter() - t}
     t = time.perf_counter()
     style_track = track_media(req.style_video, req.landmarker) if req.style_video is not None else None
@@ -580,6 +584,48 @@ def decode_inputs(req: GenerateRequest) -> Inputs:
     pose = PoseTrack.from_track(track_media(req.pose_video, req.landmarker), req.fps) if req.pose_video else None
     timings["motion"] = time.perf_counter() - t
     return Inputs(checkpoint, rgb, face, sr, wav, audio_out, style_track, pose, timings)
+
+
+# ---------------------------------------------------------------- per-process caches
+
+class _Lru:
+    """A small least-recently-used cache (thread-safe): what is paid once per portrait or model
+    is not paid again by the next request in the same process (the app, a server, the bench)."""
+
+    def __init__(self, size: int):
+        from collections import OrderedDict
+
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key, make: Callable[[], Any]) -> Any:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        value = make()
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
+_FACES = _Lru(8)     # portrait pixels -> tracked face
+_MODELS = _Lru(2)    # checkpoint (path, size, mtime), device -> loaded TalkCLIP
+_STATES = _Lru(4)    # portrait, renderer, size -> renderer state (mesh, rig, flow interpolation)
+
+
+def _file_key(path: Path) -> tuple:
+    """(path, size, mtime) of a checkpoint's weights: a rewritten checkpoint is a new key."""
+    w = Path(path) / "model.safetensors"
+    st = w.stat() if w.exists() else None
+    return (str(Path(path).resolve()), st.st_size if st else None, st.st_mtime_ns if st else None)
+
+
+def _pixels_key(rgb: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(rgb).view(np.uint8).data).hexdigest() + str(rgb.shape)
 
 
 # ---------------------------------------------------------------- a prepared generation
@@ -614,13 +660,19 @@ class Session:
             if req.renderer is not None:   # the trained neural renderer
                 from talkclip.model.neural_renderer import NeuralRenderer
 
-                self.renderer = NeuralRenderer(req.renderer, device=req.device, landmarker=req.landmarker)
+                rkey = ("neural", _file_key(req.renderer), req.device)
+                self.renderer = _MODELS.get(rkey, lambda: NeuralRenderer(req.renderer, device=req.device,
+                                                                          landmarker=req.landmarker))
             else:
+                rkey = ("rig", str(req.basis), req.basis.stat().st_mtime_ns if req.basis else None, req.device)
                 self.renderer = Renderer(device=req.device, basis=req.basis, landmarker=req.landmarker)
-            self.model = load_checkpoint(self.inputs.checkpoint, device=req.device)
+            self.model = _MODELS.get(("talkclip", _file_key(self.inputs.checkpoint), req.device),
+                                     lambda: load_checkpoint(self.inputs.checkpoint, device=req.device))
             self.timings["load"] = time.perf_counter() - t
             t = time.perf_counter()
-            self.state = self.renderer.prepare(self.inputs.rgb, size=req.size, face=self.inputs.face)
+            skey = (_pixels_key(self.inputs.rgb), str(req.landmarker), rkey, req.size)
+            self.state = _STATES.get(skey, lambda: self.renderer.prepare(self.inputs.rgb, size=req.size,
+                                                                          face=self.inputs.face))
             self.timings["prepare"] += time.perf_counter() - t
             t = time.perf_counter()
             self.style, self.neutral, self.style_source = self._styles()
