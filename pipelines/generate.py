@@ -600,6 +600,25 @@ class Piece:
     blendshapes: np.ndarray    # (n, 52) float32, MediaPipe order
 
 
+Loaded = tuple  # (renderer, TalkCLIP model) as load_models returns them
+
+
+def load_models(checkpoint: Path, device: str = "cpu", *, renderer: Path | None = None,
+                basis: Path | None = None, landmarker: Path | None = None) -> Loaded:
+    """(renderer, model): the rig (with ``basis``), or the trained neural renderer ``renderer``,
+    and the TalkCLIP ``checkpoint`` (a local directory), on ``device``."""
+    from talkclip.model.checkpoint import load_checkpoint
+    from talkclip.model.renderer import Renderer
+
+    if renderer is not None:   # the trained neural renderer
+        from talkclip.model.neural_renderer import NeuralRenderer
+
+        rend = NeuralRenderer(renderer, device=device, landmarker=landmarker)
+    else:
+        rend = Renderer(device=device, basis=basis, landmarker=landmarker)
+    return rend, load_checkpoint(checkpoint, device=device)
+
+
 class Session:
     """Models loaded, portrait prepared and style computed, once; then any number of offline
     runs or streams with that portrait and style.
@@ -609,22 +628,16 @@ class Session:
             show(piece.frames)
     """
 
-    def __init__(self, req: GenerateRequest, inputs: Inputs | None = None):
-        from talkclip.model.checkpoint import load_checkpoint
-        from talkclip.model.renderer import Renderer
-
+    def __init__(self, req: GenerateRequest, inputs: Inputs | None = None, loaded: Loaded | None = None):
+        """``loaded``: renderer and model a long-lived caller loaded once for this request's
+        checkpoint, renderer and device (the browser app keeps them per process)."""
         self.req = req
         self.inputs = inputs if inputs is not None else decode_inputs(req)
         self.timings = dict(self.inputs.timings)
         t = time.perf_counter()
         with _torch_threads(req.threads):
-            if req.renderer is not None:   # the trained neural renderer
-                from talkclip.model.neural_renderer import NeuralRenderer
-
-                self.renderer = NeuralRenderer(req.renderer, device=req.device, landmarker=req.landmarker)
-            else:
-                self.renderer = Renderer(device=req.device, basis=req.basis, landmarker=req.landmarker)
-            self.model = load_checkpoint(self.inputs.checkpoint, device=req.device)
+            self.renderer, self.model = loaded or load_models(self.inputs.checkpoint, req.device, renderer=req.renderer,
+                                                              basis=req.basis, landmarker=req.landmarker)
             self.timings["load"] = time.perf_counter() - t
             t = time.perf_counter()
             self.state = self.renderer.prepare(self.inputs.rgb, size=req.size, face=self.inputs.face)
@@ -751,13 +764,14 @@ def generate(checkpoint: str | Path, image: str | Path, audio: str | Path, text:
     return run(req, progress)
 
 
-def run(req: GenerateRequest, progress: Callable[[str, int, int], None] | None = None) -> GenerateSummary:
-    """Run one validated request: decode and check the inputs, load, then motion, render and
-    encode (offline) or stream (``req.stream``)."""
+def run(req: GenerateRequest, progress: Callable[[str, int, int], None] | None = None,
+        loaded: Loaded | None = None) -> GenerateSummary:
+    """Run one validated request: decode and check the inputs, load (unless ``loaded``, see
+    :class:`Session`), then motion, render and encode (offline) or stream (``req.stream``)."""
     if req.audio is None or req.out is None:
         raise InputError("generate needs --audio and --out")
     with _terminate_cleanly():
-        session = Session(req)
+        session = Session(req, loaded=loaded)
         with _torch_threads(req.threads):
             bs, summary = (_stream_file if req.stream else _offline)(session, progress)
         if req.export_blendshapes is not None:   # after the video: a failed run leaves neither
