@@ -107,3 +107,12 @@ def test_generate_cli_refuses_an_empty_transcript(phoneme_checkpoint, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "--transcript" in err[0], err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_streaming_api_refuses_a_phoneme_checkpoint(phoneme_checkpoint):
+    from talkclip import InputError
+    from talkclip.pipelines.generate import GenerateRequest, Session
+
+    session = Session(GenerateRequest(phoneme_checkpoint, FACES / "happy.jpg", None, "A person.", None))
+    with pytest.raises(InputError, match="reads phonemes.*whole audio"):
+        next(session.stream(iter([np.zeros(1600, np.float32)])))
