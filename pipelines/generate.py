@@ -95,6 +95,7 @@ class GenerateSummary:
     # decoding, per request), text, motion, render, encode (the part not overlapped with render)
     timings: dict[str, float] = field(default_factory=dict)
     first_frame_s: float | None = None   # streaming: seconds from the first audio chunk to the first frame
+    phonemes: str | None = None   # checkpoints that read phonemes: how they were made (recognised / aligned)
 
     @property
     def realtime_factor(self) -> float:
@@ -140,6 +141,7 @@ class GenerateRequest:
     renderer: Path | None = None
     stream: bool = False
     keep_partial: bool = False
+    transcript: str | None = None   # checkpoints that read phonemes: align to it instead of recognising
 
     def __post_init__(self) -> None:
         paths = ("checkpoint", "image", "audio", "out", "export_blendshapes", "style_video", "pose_video",
@@ -185,6 +187,11 @@ def _check_style(r: GenerateRequest) -> None:
         raise InputError("a style is needed: --text \"...\" or --style-video PATH")
     if r.renderer is not None and r.basis is not None:
         raise InputError("give either --renderer (neural) or --basis (rig), not both")
+    if r.transcript is not None:
+        from talkclip.annotate.phonemes import normalize_text
+
+        if not normalize_text(r.transcript):
+            raise InputError(f"--transcript {r.transcript!r} has no words")
 
 
 def _checkpoint_kind(flag: str, path: Path) -> str | None:
@@ -639,6 +646,7 @@ class Session:
             self.style, self.neutral, self.style_source = self._styles()
             self.timings["text"] += time.perf_counter() - t
         self.mark = watermark_patch(req.size) if req.watermark else None
+        self.phonemes: str | None = None     # set when the checkpoint reads phonemes (see _phone_ids)
 
     @property
     def sample_rate(self) -> int:
@@ -669,12 +677,33 @@ class Session:
 
         model, style, neutral, x = self.model, self.style, self.neutral, self.req.intensity
 
-        def decode(feats: np.ndarray) -> np.ndarray:   # (n, n_mels) -> (n, 52)
+        phones = self._phone_ids() if "phoneme" in model.config.model.audio_input else None
+
+        def decode(feats: np.ndarray) -> np.ndarray:   # (n, n_mels [+ 1 phone id]) -> (n, 52)
+            ids = None
+            if phones is not None:
+                ids, feats = torch.from_numpy(feats[:, -1].astype(np.int64)), feats[:, :-1]   # (n,), (n, n_mels)
             f = torch.from_numpy(np.ascontiguousarray(feats))
-            styled = model.generate(f, style).numpy().astype(np.float32)
-            base = None if neutral is None else model.generate(f, neutral).numpy().astype(np.float32)
+            styled = model.generate(f, style, phonemes=ids).numpy().astype(np.float32)
+            base = None if neutral is None else model.generate(f, neutral, phonemes=ids).numpy().astype(np.float32)
             return mix_intensity(styled, base, x)
-        return MotionStream(decode, model.config.audio, self.req.fps, model.w, self.req.smooth)
+        return MotionStream(decode, model.config.audio, self.req.fps, model.w, self.req.smooth, phone_ids=phones)
+
+    def _phone_ids(self) -> np.ndarray:
+        """(T,) phone ids of the whole request audio on the output frame grid, for checkpoints that
+        read phonemes: aligned to ``transcript`` when given, else recognised (annotate.phonemes)."""
+        from talkclip.annotate.media import load_audio
+        from talkclip.annotate.phonemes import SAMPLE_RATE, extract
+
+        req, wav, sr = self.req, self.inputs.wav, self.sample_rate
+        if wav is None:
+            raise InputError("this checkpoint reads phonemes, which need the whole audio first: "
+                             "stream from a file (--stream), not from chunks")
+        t = time.perf_counter()
+        res = extract(wav if sr == SAMPLE_RATE else load_audio(req.audio, SAMPLE_RATE), req.transcript)
+        self.phonemes = res.method + (f" ({res.note})" if res.note else "")
+        self.timings["phonemes"] = time.perf_counter() - t
+        return res.ids(req.fps, max(1, int(round(len(wav) / sr * req.fps))))    # MotionStream's frame count
 
     def poses(self, frames: np.ndarray) -> np.ndarray | None:
         """(n, 4, 4) head rotations of output frames, or None for a still head."""
@@ -823,4 +852,4 @@ def _summary(session: Session, T: int, silent: int, audio_s: float) -> GenerateS
     req = session.req
     return GenerateSummary(out=req.out, frames=T, fps=float(req.fps), size=req.size, duration_s=T / req.fps,
                            audio_duration_s=audio_s, style_source=session.style_source, silent_frames=silent,
-                           watermark=req.watermark, timings=session.timings)
+                           watermark=req.watermark, timings=session.timings, phonemes=session.phonemes)
