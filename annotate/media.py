@@ -207,7 +207,10 @@ def load_audio(src: Source, sample_rate: int = 16_000) -> np.ndarray:
             raise MediaError(f"cannot decode audio in {_name(src)}: {one_line(e)}") from None
     if not chunks:
         raise MediaError(f"no decodable audio in {_name(src)}")
-    return np.clip(np.concatenate(chunks).astype(np.float32), -1.0, 1.0)
+    wav = np.concatenate(chunks).astype(np.float32)
+    if not np.isfinite(wav).all():   # a float WAV may hold NaN/Inf; nothing downstream can use them
+        raise MediaError(f"audio {_name(src)} holds NaN or infinite samples")
+    return np.clip(wav, -1.0, 1.0)
 
 
 def read_bytes_source(data: bytes, name: str) -> BinaryIO:

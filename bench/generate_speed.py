@@ -1,17 +1,29 @@
-"""Real-time factor of `talkclip generate` (seconds of video per second of compute).
+"""Real-time factor of `talkclip generate` (seconds of video per second of compute), offline and
+streaming.
 
 Runs the whole pipeline (portrait tracking, text style, motion, render, encode) on the fixture
 portrait smile.jpg and speech hello_en.wav, and prints the split between prepare (portrait
-tracking + audio decoding), text, motion, render and encode; all of those count. Checkpoint
-loading and renderer set-up are reported but not counted (paid once per process). The figure is
-for the given checkpoint: by default a tiny random model, whose motion step is negligible.
+tracking + audio decoding), text, motion, render and encode (the part of encoding that is not
+hidden behind rendering); all of those count. Checkpoint loading and renderer set-up are reported
+but not counted (paid once per process). ``--model base`` builds a base-size TalkCLIP (the
+paper's sizes; its CLIP text tower at ViT-B/32 size, randomly initialised, so it runs offline
+at the same cost); ``tiny`` a tiny one; ``--checkpoint DIR`` a trained one.
 
 Baseline measured in the same run: encoding the same number of frames of the still portrait
 (the least any generator must spend to write the video), so the ratio "pipeline / encode-only"
-shows what motion and rendering add. The goal is a real-time factor above 1 at 256 on CPU.
-On a 2-core machine shared with other work the figures are noisy: the load average is printed.
+shows what motion and rendering add.
 
-    .venv/bin/python bench/generate_speed.py [--checkpoint DIR] [--size 256] [--device cpu] [--repeats 2] [--threads 1 0]
+Streaming columns (``Session.stream`` through ``stream_to_file``, a fragmented mp4, audio fed
+in 0.2 s chunks as fast as it comes; the portrait and the style are prepared before the clock
+starts): ``first frame`` = seconds from the first audio chunk to the first frame written;
+``stream rtf`` = steady-state real-time factor after that first frame. The stream also waits for
+its look-ahead (decoder window, gate and smoothing: printed in frames) when audio arrives live.
+
+On a 2-core machine shared with other work the wall-clock figures are noisy: each row also
+gives the CPU seconds the process used, and the load average is printed.
+
+    .venv/bin/python bench/generate_speed.py [--model base|tiny] [--checkpoint DIR] [--size 256]
+        [--device cpu] [--repeats 2] [--threads 1 2]
 """
 
 from __future__ import annotations
@@ -24,66 +36,119 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("TALKCLIP_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+TEXT = "a man talking with lip corners pulled and inner brows raised"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, default=None, help="default: a tiny random-init model")
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--fps", type=int, default=25)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 0],
-                    help="torch thread counts to compare (0 = torch's default)")
-    args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-    import numpy as np
+def make_checkpoint(model: str, out: Path) -> Path:
     import torch
 
-    from talkclip.annotate.media import load_audio, load_image
-    from talkclip.model.renderer import Renderer
-    from talkclip.pipelines.generate import Mp4Writer, generate
+    from talkclip.model.checkpoint import save_checkpoint
+    from talkclip.model.config import load_config
+    from talkclip.model.talkclip import TalkCLIP
 
-    image, audio = FIXTURES / "faces" / "smile.jpg", FIXTURES / "speech" / "hello_en.wav"
-    tmp = Path(tempfile.mkdtemp(prefix="talkclip-bench-"))
-    ckpt = args.checkpoint
-    if ckpt is None:
-        from talkclip.model.checkpoint import save_checkpoint
-        from talkclip.model.config import load_config
-        from talkclip.model.talkclip import TalkCLIP
+    cfg = load_config(model)
+    if cfg.text.backend == "clip":          # same tower, random weights: runs offline at the same cost
+        cfg.text.backend, cfg.text.hf_repo = "clip-random", None
+    torch.manual_seed(0)
+    return save_checkpoint(TalkCLIP(cfg, load_text_weights=False), out)
 
-        torch.manual_seed(0)
-        ckpt = save_checkpoint(TalkCLIP(load_config("tiny")), tmp / "tiny")
-    print(f"torch threads {torch.get_num_threads()}, device {args.device}, size {args.size}, fps {args.fps}")
+
+def offline_runs(ckpt, image, audio, tmp, args) -> list:
+    from talkclip.pipelines.generate import generate
 
     runs = []
     for threads in args.threads:
         for i in range(args.repeats):
-            s = generate(ckpt, image, audio, "a man talking with lip corners pulled and inner brows raised",
-                         tmp / f"out{i}.mp4", device=args.device, size=args.size, fps=args.fps,
-                         threads=threads or None)
-            runs.append((threads or torch.get_num_threads(), s))
+            c = time.process_time()
+            s = generate(ckpt, image, audio, TEXT, tmp / f"out{i}.mp4", device=args.device, size=args.size,
+                         fps=args.fps, threads=threads)
+            cpu = time.process_time() - c
+            runs.append((threads, s))
             t = s.timings
-            print(f"threads {runs[-1][0]} run {i}: {s.frames} frames ({s.duration_s:.2f} s video): "
-                  f"load {t['load']:.2f}s prepare {t['prepare']:.2f}s | text {t['text']:.3f}s motion {t['motion']:.3f}s "
-                  f"render {t['render']:.3f}s encode {t['encode']:.3f}s -> real-time factor {s.realtime_factor:.2f}")
-    best_threads, best = max(runs, key=lambda r: r[1].realtime_factor)
+            print(f"offline threads {threads} run {i}: {s.frames} frames ({s.duration_s:.2f} s): load {t['load']:.2f}s "
+                  f"| prepare {t['prepare']:.3f}s text {t['text']:.3f}s motion {t['motion']:.3f}s render {t['render']:.3f}s "
+                  f"encode {t['encode']:.3f}s -> rtf {s.realtime_factor:.2f} (cpu {cpu:.2f}s incl. load)")
+    return runs
 
-    # baseline: encode-only of the same number of still frames (+ the audio), same writer
+
+def stream_runs(ckpt, image, audio, tmp, args) -> list:
+    from talkclip.annotate.media import load_audio
+    from talkclip.pipelines.generate import AUDIO_OUT_RATE, GenerateRequest, Session, stream_to_file
+
+    out = []
+    for threads in args.threads:
+        req = GenerateRequest(ckpt, image, None, TEXT, None, device=args.device, size=args.size, fps=args.fps,
+                              threads=threads)
+        session = Session(req)
+        wav, sound = load_audio(audio, session.sample_rate), load_audio(audio, AUDIO_OUT_RATE)
+        step = int(0.2 * session.sample_rate)
+        for i in range(args.repeats):
+            chunks = [wav[j:j + step] for j in range(0, len(wav), step)]
+            t0 = time.perf_counter()
+            first, n_first, n = None, 0, 0
+            for piece in stream_to_file(session, chunks, tmp / f"stream{i}.mp4", audio=sound):
+                n += len(piece.frames)
+                if first is None:
+                    first, n_first = time.perf_counter() - t0, n
+            total = time.perf_counter() - t0
+            steady = (n - n_first) / args.fps / max(total - first, 1e-9)
+            out.append((threads, first, steady))
+            print(f"stream threads {threads} run {i}: {n} frames, first frame {first:.3f}s, "
+                  f"steady-state rtf {steady:.2f}, whole stream rtf {n / args.fps / total:.2f}")
+        motion = session.motion()
+        print(f"stream look-ahead: {motion.margin} feature + {session.model.w} decoder + {motion.post.context} "
+              f"smoothing frames = {(motion.margin + session.model.w + motion.post.context) / args.fps:.2f} s of audio")
+    return out
+
+
+def encode_only(image, audio, frames, tmp, args) -> float:
+    import numpy as np
+
+    from talkclip.annotate.media import load_audio, load_image
+    from talkclip.model.renderer import Renderer
+    from talkclip.pipelines.generate import Mp4Writer
+
     st = Renderer(device=args.device).prepare(load_image(image), size=args.size)
     still = np.repeat((st.src[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)[None], 32, 0)
     t0 = time.perf_counter()
     w = Mp4Writer(tmp / "still.mp4", args.fps, args.size, load_audio(audio, 48_000))
-    for s in range(0, best.frames, 32):
-        w.write(still[: min(32, best.frames - s)])
+    for s in range(0, frames, 32):
+        w.write(still[: min(32, frames - s)])
     w.close()
-    enc = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="base", help="packaged config to build a random-init model from")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="a trained checkpoint instead of --model")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--fps", type=int, default=25)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts (0 = torch's default)")
+    ap.add_argument("--no-stream", action="store_true", help="skip the streaming columns")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    image, audio = FIXTURES / "faces" / "smile.jpg", FIXTURES / "speech" / "hello_en.wav"
+    tmp = Path(tempfile.mkdtemp(prefix="talkclip-bench-"))
+    ckpt = args.checkpoint or make_checkpoint(args.model, tmp / args.model)
+    print(f"model {args.checkpoint or args.model}, torch default threads {torch.get_num_threads()}, device {args.device}, "
+          f"size {args.size}, fps {args.fps}")
+    runs = offline_runs(ckpt, image, audio, tmp, args)
+    streams = [] if args.no_stream else stream_runs(ckpt, image, audio, tmp, args)
+    best_threads, best = max(runs, key=lambda r: r[1].realtime_factor)
+    enc = encode_only(image, audio, best.frames, tmp, args)
     work = sum(v for k, v in best.timings.items() if k != "load")
     print(f"baseline encode-only: {enc:.3f}s (real-time factor {best.duration_s / enc:.1f})")
     print(f"RESULT real-time factor {best.realtime_factor:.2f} at {args.size} on {args.device} with {best_threads} thread(s) "
-          f"(render {best.frames / max(best.timings['render'], 1e-9):.1f} frames/s); "
-          f"pipeline / encode-only = {work / enc:.2f}x")
+          f"(render {best.frames / max(best.timings['render'], 1e-9):.1f} frames/s); pipeline / encode-only = {work / enc:.2f}x")
+    if streams:
+        first = min(s[1] for s in streams)
+        steady = max(s[2] for s in streams)
+        print(f"RESULT streaming: first frame {first:.3f}s after preparation, steady-state real-time factor {steady:.2f}")
     try:
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     except OSError:

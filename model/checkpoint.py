@@ -128,6 +128,8 @@ def read_checkpoint_config(path: str | Path, from_dict, what: str = "checkpoint"
     directory, no or unreadable config.json, a config ``from_dict`` rejects) is a one-line
     CheckpointError."""
     p = Path(path)
+    if p.is_file():
+        raise CheckpointError(f"{p} is a file; a {what} is a directory ({MODEL_FILE} + {CONFIG_FILE})")
     if not p.is_dir():
         raise CheckpointError(f"{what} directory not found: {p}")
     cf = p / CONFIG_FILE
@@ -157,6 +159,14 @@ def _load_into(module: torch.nn.Module, sd: dict[str, torch.Tensor], skip: tuple
     module.load_state_dict(sd, strict=False)
 
 
+def require_finite(tensors: dict[str, torch.Tensor], where: Path) -> None:
+    """CheckpointError unless every floating-point tensor is finite (no NaN or Inf weights)."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint {where} holds non-finite weights (NaN or Inf) in {bad[0]}"
+                              + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""))
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     """Load a TalkCLIP checkpoint directory (or Hub id org/name[@rev]); CheckpointError (one line) on anything wrong."""
     from .hub import resolve_checkpoint
@@ -167,6 +177,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     sd, meta = load_tensors(p / MODEL_FILE)
     if meta.get("kind", "talkclip") != "talkclip":
         raise CheckpointError(f"{p} holds a {meta.get('kind')} checkpoint, not a TalkCLIP model")
+    require_finite(sd, p)
     model = TalkCLIP(cfg, load_text_weights=cfg.text.backend == "minilm")
     _load_into(model, sd, _excluded_prefixes(cfg), p)
     model.text.clear_cache()

@@ -30,9 +30,10 @@ Three networks, one module (:class:`PIRenderNet`)::
 target): ``l1``, ``ssim`` (1 - SSIM), ``warp`` (L1 of the warped image alone, PIRenderer's
 warping-stage objective), ``smooth`` (flow total variation) and their weighted ``total``.
 
-:class:`NeuralRenderer` wraps a checkpoint behind the interface of the rig renderer:
-``prepare(portrait_rgb, size) -> state`` and ``render(state, blendshapes (T, 52), pose=None) ->
-(T, size, size, 3) uint8``. The network renders at its config's size; frames are resized to
+:class:`NeuralRenderer` wraps a checkpoint behind the renderer interface shared with the rig
+(:class:`talkclip.model.renderer.FrameRenderer`): ``prepare(portrait_rgb, size, face=None) ->
+state`` and ``render(state, blendshapes (T, 52), pose=None, start=0, stop=None) -> frames
+[start, stop)``, reading ``context`` = ``window`` neighbouring rows on each side. The network renders at its config's size; frames are resized to
 ``size`` (bicubic) when that differs.
 
 Checkpoint directory: ``model.safetensors`` (metadata kind = "neural-renderer") +
@@ -49,11 +50,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from talkclip import CheckpointError, ConfigError, InputError, NoFaceError
+from talkclip import CheckpointError, ConfigError, InputError
 from talkclip.schemas import NUM_BLENDSHAPES
 
 # the same square face crop as the rig renderer (crop_scale from the config, default 1.9)
-from .renderer import crop_box, crop_face
+from .renderer import check_motion, check_portrait, crop_box, crop_face, track_portrait
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 MODEL_FILE = "model.safetensors"
@@ -382,15 +383,21 @@ def save_renderer(model: PIRenderNet, out_dir: str | Path) -> Path:
 
 
 def load_renderer(path: str | Path, device: str | torch.device = "cpu") -> PIRenderNet:
-    """Load a renderer checkpoint directory; CheckpointError (one line) when missing/corrupt."""
-    from talkclip.model.checkpoint import load_tensors, read_checkpoint_config
+    """Load a renderer checkpoint directory (or Hub id org/name[@rev]); CheckpointError (one
+    line) when missing/corrupt, not a renderer (a TalkCLIP checkpoint, say) or holding
+    non-finite weights."""
+    from talkclip.model.checkpoint import load_tensors, read_checkpoint_config, require_finite
     from talkclip.model.hub import resolve_checkpoint
 
     p = resolve_checkpoint(path, "renderer checkpoint")   # a local directory, or a Hub id org/name[@rev]
+    if p.is_dir() and (p / MODEL_FILE).is_file():   # the kind first: a TalkCLIP config is not a bad renderer config
+        sd, meta = load_tensors(p / MODEL_FILE)
+        if meta.get("kind") != KIND:
+            what = "a TalkCLIP" if meta.get("kind", "talkclip") == "talkclip" else f"a {meta.get('kind')!r}"
+            raise CheckpointError(f"{p} holds {what} checkpoint, not a neural renderer")
     cfg = read_checkpoint_config(p, config_from_dict, "renderer checkpoint")
     sd, meta = load_tensors(p / MODEL_FILE)
-    if meta.get("kind") != KIND:
-        raise CheckpointError(f"{p} holds a {meta.get('kind')!r} checkpoint, not a neural renderer")
+    require_finite(sd, p)
     model = PIRenderNet(cfg)
     own = model.state_dict()
     if set(own) != set(sd) or any(own[k].shape != v.shape for k, v in sd.items()):
@@ -428,18 +435,19 @@ class NeuralRenderer:
         self.landmarker = landmarker
         self.chunk = chunk
 
-    def prepare(self, rgb: np.ndarray, size: int = 256) -> NeuralRenderState:
-        """Track the portrait (image mode), crop the face at the network's size."""
-        from talkclip.annotate.tracker import FaceTracker
+    @property
+    def context(self) -> int:
+        """Neighbouring rows read on each side of a rendered range: the motion window k."""
+        return int(self.config.window)
 
-        assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8, \
-            f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}"
+    def prepare(self, rgb: np.ndarray, size: int = 256, face=None) -> NeuralRenderState:
+        """Track the portrait (image mode; or take the given ``face`` of ``rgb``), crop the face
+        at the network's size."""
+        check_portrait(rgb)
         if size < 32 or size > 2048:
             raise InputError(f"render size must be within 32..2048, got {size}")
-        with FaceTracker(self.landmarker, mode="image") as tracker:
-            face = tracker.detect(rgb)
         if face is None:
-            raise NoFaceError("no face found in the portrait")
+            face = track_portrait(rgb, self.landmarker)
         box = crop_box(face.landmarks, rgb.shape[1], rgb.shape[0], self.config.train.crop_scale)
         crop = crop_face(rgb, box, self.config.size)                             # (S, S, 3) uint8
         src = torch.from_numpy(np.array(crop)).permute(2, 0, 1)[None].float().div(255).to(self.device)
@@ -449,23 +457,14 @@ class NeuralRenderer:
     @torch.no_grad()
     def render(self, state: NeuralRenderState, blendshapes: np.ndarray, pose: np.ndarray | None = None,
                start: int = 0, stop: int | None = None) -> np.ndarray:
-        """blendshapes (T, 52) [+ pose (T, 4, 4) relative rotations] -> (T, size, size, 3) uint8.
-
-        ``start``/``stop``: render only frames [start, stop) of the sequence, their motion windows
-        still reading the neighbouring frames (rendering a long sequence in chunks without seams)."""
-        bs = np.asarray(blendshapes, np.float32)
-        assert bs.ndim == 2 and bs.shape[1] == NUM_BLENDSHAPES, f"blendshapes must be (T, 52), got {bs.shape}"
+        """blendshapes (T, 52) [+ pose (T, 4, 4) relative rotations] -> frames [start, stop) as
+        (n, size, size, 3) uint8, their motion windows reading the neighbouring rows of the
+        sequence (so a long sequence renders in chunks without seams)."""
+        bs, pose, stop = check_motion(blendshapes, pose, start, stop)
         T = bs.shape[0]
-        stop = T if stop is None else min(int(stop), T)
-        assert 0 <= start <= stop, f"bad frame range [{start}, {stop}) of {T}"
         if stop == start:
             return np.zeros((0, state.size, state.size, 3), np.uint8)
-        if pose is None:
-            pose6 = np.zeros((T, POSE_DIM), np.float32)
-        else:
-            pose = np.asarray(pose, np.float32)
-            assert pose.shape == (T, 4, 4), f"pose must be (T, 4, 4), got {pose.shape}"
-            pose6 = relative_pose6(pose, None)
+        pose6 = np.zeros((T, POSE_DIM), np.float32) if pose is None else relative_pose6(pose, None)
         motion = motion_descriptor(bs, pose6, state.b0, np.arange(start, stop), self.config.window)  # (t, C_m, W)
         out = []
         for s in range(0, len(motion), self.chunk):

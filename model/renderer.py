@@ -1,10 +1,16 @@
 """Training-free face renderer: 52 blendshapes (+ optional head pose) -> warped portrait frames.
 
-One interface, :class:`Renderer`:
+One interface, :class:`FrameRenderer`, implemented by this rig (:class:`Renderer`) and by the
+trained :class:`talkclip.model.neural_renderer.NeuralRenderer`:
 
     r = Renderer(device="cpu")                # or Renderer(basis="basis.safetensors")
     state = r.prepare(portrait_rgb, size=256)  # tracks the portrait once (NoFaceError if none)
     frames = r.render(state, blendshapes)      # (T, 52) -> (T, size, size, 3) uint8
+    part = r.render(state, blendshapes, pose, start=s, stop=e)  # frames [s, e) of the sequence
+
+``render`` reads at most ``r.context`` neighbouring frames on each side of [start, stop) (0 for
+this rig, whose frames are independent; the neural renderer's motion window), so a caller that
+holds only part of a sequence passes that many extra rows and renders the middle.
 
 How it works
 ------------
@@ -50,7 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -147,7 +153,8 @@ class FaceFrame:
         eye_l = pts[EYE_L_UPPER + EYE_L_LOWER].mean(0)
         d = eye_l - eye_r
         iod = float(np.linalg.norm(d))
-        assert iod > 1e-6, "degenerate face: eyes coincide"
+        if iod <= 1e-6:
+            raise NoFaceError("degenerate face: the eyes coincide")
         ex = d / iod
         ey = np.array([-ex[1], ex[0]])
         return cls((eye_r + eye_l) / 2, ex, ey, iod)
@@ -186,9 +193,8 @@ def build_rig(q: np.ndarray, b0: np.ndarray) -> np.ndarray:
     q: (468, 2) the portrait's mesh points in face units (see :class:`FaceFrame`);
     b0: (52,) the portrait's blendshapes (used to scale lid closing).
     Returns D (52, 468, 2): offset of every vertex per unit of each blendshape, face units.
-    Amplitudes are eyeballed from the fixture photos (e.g. surprise: jawOpen .53 ~ a mouth
-    opening of ~0.3 IOD) and checked by the render + re-track test.
-    """
+    Amplitudes are eyeballed from the fixture photos (surprise: jawOpen .53 ~ a mouth opening
+    of ~0.3 IOD) and checked by the render + re-track test."""
     n = q.shape[0]
     D = np.zeros((NUM_BLENDSHAPES, n, 2), dtype=np.float64)
     u, v = q[:, 0], q[:, 1]
@@ -217,9 +223,7 @@ def build_rig(q: np.ndarray, b0: np.ndarray) -> np.ndarray:
 
     def side_w(sign: float) -> np.ndarray:
         return _smoothstep(sign * (u - m[0]), -0.25 * hw, 0.35 * hw)
-
-    def vec(du: float, dv: float) -> np.ndarray:
-        return np.array([du, dv])
+    vec = lambda du, dv: np.array([du, dv])  # noqa: E731
 
     # jaw and mouth
     D[BS["jawOpen"]] = w_jaw[:, None] * vec(0.0, 0.55)
@@ -257,13 +261,23 @@ def build_rig(q: np.ndarray, b0: np.ndarray) -> np.ndarray:
         wing = q[NOSE_WING_L if sign > 0 else NOSE_WING_R].mean(0)
         D[BS[f"noseSneer{side}"]] = _gauss(q, wing, 0.15, 0.15)[:, None] * vec(0, -0.045) \
             + (sw * upper_lip)[:, None] * vec(0, -0.02)
-        # brows
+    _brow_and_lid_fields(D, q, b0)
+    cheeks = [q[CHEEK_R].mean(0), q[CHEEK_L].mean(0)]
+    for c, sign in zip(cheeks, (-1.0, 1.0)):
+        D[BS["cheekPuff"]] += _gauss(q, c, 0.22, 0.25)[:, None] * vec(0.06 * sign, 0.0)
+    return D.astype(np.float32)
+
+
+def _brow_and_lid_fields(D: np.ndarray, q: np.ndarray, b0: np.ndarray) -> None:
+    """The brow and eyelid channels of :func:`build_rig` (fills ``D`` (52, N, 2) in place)."""
+    u, v = q[:, 0], q[:, 1]
+    for side, sign in (("Left", LEFT_SIGN), ("Right", -LEFT_SIGN)):
         brow = q[BROW_L if sign > 0 else BROW_R]
         bc = brow.mean(0)
         above_eye = _smoothstep(-(v - bc[1]), -0.35, -0.1)  # fades out below the upper lid
-        D[BS[f"browDown{side}"]] = (_gauss(q, bc, 0.3, 0.2) * above_eye)[:, None] * vec(-0.03 * sign, 0.08)
+        D[BS[f"browDown{side}"]] = (_gauss(q, bc, 0.3, 0.2) * above_eye)[:, None] * np.array([-0.03 * sign, 0.08])
         outer = q[BROW_L_OUTER if sign > 0 else BROW_R_OUTER].mean(0)
-        D[BS[f"browOuterUp{side}"]] = (_gauss(q, outer, 0.18, 0.22) * above_eye)[:, None] * vec(0, -0.11)
+        D[BS[f"browOuterUp{side}"]] = (_gauss(q, outer, 0.18, 0.22) * above_eye)[:, None] * np.array([0, -0.11])
         # eyelids
         up_ch, lo_ch = (EYE_L_UPPER, EYE_L_LOWER) if sign > 0 else (EYE_R_UPPER, EYE_R_LOWER)
         lid_up, lid_lo = _interp_chain(q, up_ch, u), _interp_chain(q, lo_ch, u)
@@ -284,11 +298,7 @@ def build_rig(q: np.ndarray, b0: np.ndarray) -> np.ndarray:
     inner_brows = [q[BROW_R_INNER].mean(0), q[BROW_L_INNER].mean(0)]
     w_inner = np.maximum(_gauss(q, inner_brows[0], 0.17, 0.22), _gauss(q, inner_brows[1], 0.17, 0.22))
     above_brow = _smoothstep(-(v - q[BROW_R + BROW_L, 1].mean()), -0.3, -0.05)
-    D[BS["browInnerUp"]] = (w_inner * above_brow)[:, None] * vec(0, -0.13)
-    cheeks = [q[CHEEK_R].mean(0), q[CHEEK_L].mean(0)]
-    for c, sign in zip(cheeks, (-1.0, 1.0)):
-        D[BS["cheekPuff"]] += _gauss(q, c, 0.22, 0.25)[:, None] * vec(0.06 * sign, 0.0)
-    return D.astype(np.float32)
+    D[BS["browInnerUp"]] = (w_inner * above_brow)[:, None] * np.array([0, -0.13])
 
 
 def closing_fields(q: np.ndarray, b0: np.ndarray, D: np.ndarray) -> np.ndarray:
@@ -350,7 +360,8 @@ def crop_box(landmarks: np.ndarray, width: int, height: int, scale: float = CROP
     side = extent * scale
     if min_scale is not None:
         side = max(min(side, width, height), extent * min_scale)
-    assert side > 1, "degenerate face: zero-size face oval"
+    if side <= 1:
+        raise NoFaceError("degenerate face: zero-size face oval")
     cx, cy = (lo + hi) / 2
     x0, y0 = cx - side / 2, cy - side / 2
     if side <= width:
@@ -394,6 +405,61 @@ class RenderState:
     crop_box: tuple[float, float, float]  # (x0, y0, side) of the crop in the original image
 
 
+class FrameRenderer(Protocol):
+    """What :mod:`talkclip.pipelines.generate` needs from a renderer (the rig and the neural one).
+
+    ``prepare(rgb, size, face=None) -> state``: rgb (H, W, 3) uint8; ``face`` an already tracked
+    :class:`talkclip.annotate.tracker.FaceResult` of ``rgb`` (tracked here when None; NoFaceError
+    when it shows none). ``render(state, blendshapes, pose=None, start=0, stop=None)``:
+    blendshapes (T, 52), pose (T, 4, 4) head rotations relative to the portrait or None ->
+    frames [start, stop) as (stop - start, size, size, 3) uint8, reading at most ``context``
+    rows on each side of that range."""
+
+    context: int
+
+    def prepare(self, rgb: np.ndarray, size: int = 256, face: Any = None) -> Any: ...
+
+    def render(self, state: Any, blendshapes: np.ndarray, pose: np.ndarray | None = None,
+               start: int = 0, stop: int | None = None) -> np.ndarray: ...
+
+
+def check_portrait(rgb: np.ndarray) -> None:
+    """InputError unless ``rgb`` is an (H, W, 3) uint8 image."""
+    if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8):
+        raise InputError(f"expected an (H, W, 3) uint8 RGB portrait, got {getattr(rgb, 'shape', None)} "
+                         f"{getattr(rgb, 'dtype', type(rgb).__name__)}")
+
+
+def track_portrait(rgb: np.ndarray, landmarker: str | Path | None = None):
+    """Track one portrait (image mode) -> FaceResult; NoFaceError when it shows no face."""
+    from talkclip.annotate.tracker import FaceTracker
+
+    check_portrait(rgb)
+    with FaceTracker(landmarker, mode="image") as tracker:
+        face = tracker.detect(rgb)
+    if face is None:
+        raise NoFaceError("no face found in the portrait")
+    return face
+
+
+def check_motion(blendshapes: np.ndarray, pose: np.ndarray | None, start: int,
+                 stop: int | None) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Validate render inputs -> (bs (T, 52) float32, pose (T, 4, 4) float32 or None, stop);
+    InputError on wrong shapes or a frame range outside [0, T]."""
+    bs = np.asarray(blendshapes, dtype=np.float32)
+    if bs.ndim != 2 or bs.shape[1] != NUM_BLENDSHAPES:
+        raise InputError(f"blendshapes must be (T, 52), got {bs.shape}")
+    T = bs.shape[0]
+    if pose is not None:
+        pose = np.asarray(pose, dtype=np.float32)
+        if pose.shape != (T, 4, 4):
+            raise InputError(f"pose must be (T, 4, 4) = ({T}, 4, 4), got {pose.shape}")
+    stop = T if stop is None else min(int(stop), T)
+    if not 0 <= start <= stop:
+        raise InputError(f"bad frame range [{start}, {stop}) of {T} frames")
+    return bs, pose, stop
+
+
 class Renderer:
     """Blendshape-driven portrait warper (see module docstring).
 
@@ -414,16 +480,14 @@ class Renderer:
         self._topology = mesh_topology()
 
     # ---- portrait
-    def prepare(self, rgb: np.ndarray, size: int = 256) -> RenderState:
-        """Track the portrait (image mode) and precompute everything for :meth:`render`."""
-        from talkclip.annotate.tracker import FaceTracker
+    context = 0   # frames are independent: render() reads no neighbouring rows
 
-        assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8, \
-            f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}"
-        with FaceTracker(self.landmarker, mode="image") as tracker:
-            face = tracker.detect(rgb)
+    def prepare(self, rgb: np.ndarray, size: int = 256, face=None) -> RenderState:
+        """Track the portrait (image mode; or take the given ``face`` of ``rgb``) and precompute
+        everything for :meth:`render`."""
+        check_portrait(rgb)
         if face is None:
-            raise NoFaceError("no face found in the portrait")
+            face = track_portrait(rgb, self.landmarker)
         return self.prepare_tracked(rgb, face.landmarks, face.blendshapes, size)
 
     def prepare_tracked(self, rgb: np.ndarray, landmarks: np.ndarray, blendshapes: np.ndarray,
@@ -486,17 +550,14 @@ class Renderer:
 
     # ---- frames
     def render(self, state: RenderState, blendshapes: np.ndarray, pose: np.ndarray | None = None,
-               chunk: int = 32) -> np.ndarray:
+               start: int = 0, stop: int | None = None, chunk: int = 32) -> np.ndarray:
         """blendshapes (T, 52) in [0, 1] [+ pose (T, 4, 4) head rotations relative to the
-        portrait, e.g. from :func:`relative_poses`] -> frames (T, S, S, 3) uint8."""
+        portrait, e.g. from :func:`relative_poses`] -> frames [start, stop) as (n, S, S, 3) uint8."""
         import torch
 
-        bs = np.asarray(blendshapes, dtype=np.float32)
-        assert bs.ndim == 2 and bs.shape[1] == NUM_BLENDSHAPES, f"blendshapes must be (T, 52), got {bs.shape}"
-        if pose is not None:
-            pose = np.asarray(pose, dtype=np.float32)
-            assert pose.shape == (bs.shape[0], 4, 4), f"pose must be (T, 4, 4), got {pose.shape}"
-        pose_off = self._pose_offsets(state, pose) if pose is not None else None  # (T, N, 2) px
+        bs, pose, stop = check_motion(blendshapes, pose, start, stop)
+        bs = bs[start:stop]
+        pose_off = self._pose_offsets(state, pose[start:stop]) if pose is not None else None  # (n, N, 2) px
         out = []
         with torch.no_grad():
             for s in range(0, bs.shape[0], chunk):
@@ -534,40 +595,16 @@ class Renderer:
         # forward field on the R x R grid: barycentric blend of each pixel's triangle offsets
         off_r = (off * k).permute(1, 0, 2).reshape(n, t * 2)                       # (N, t*2) flow px
         fwd = (state.interp @ off_r).view(R, R, t, 2).permute(2, 3, 0, 1).contiguous()  # (t, 2, R, R)
-        ys, xs = torch.meshgrid(torch.arange(R, device=dev, dtype=torch.float32),
-                                torch.arange(R, device=dev, dtype=torch.float32), indexing="ij")
-        y = torch.stack([xs, ys], -1)[None].expand(t, R, R, 2)                      # target px
-        to_norm = 2.0 / (R - 1)
-        x = y.clone()
-        best = y.clone()
-        best_err = torch.full((t, R, R), float("inf"), device=dev)
         # Jacobian of the forward field by central differences: (t, 4, R, R) = d(fx, fy)/d(x, y)
         gx = torch.zeros_like(fwd)
         gy = torch.zeros_like(fwd)
         gx[..., 1:-1] = (fwd[..., 2:] - fwd[..., :-2]) / 2
         gy[..., 1:-1, :] = (fwd[..., 2:, :] - fwd[..., :-2, :]) / 2
         field = torch.cat([fwd, gx, gy], 1)                                         # (t, 6, R, R)
-        max_step = 0.15 * state.frame.iod * k
-        # Newton on x + f(x) = y (exact within a triangle), step-limited, best residual kept
-        for _ in range(self.iterations):
-            g = F.grid_sample(field, x * to_norm - 1, mode="bilinear", padding_mode="border",
-                              align_corners=True).permute(0, 2, 3, 1)               # (t, R, R, 6)
-            r = x + g[..., :2] - y                                                  # residual
-            err = r.norm(dim=-1)
-            better = err < best_err
-            best = torch.where(better[..., None], x, best)
-            best_err = torch.where(better, err, best_err)
-            a, c = 1 + g[..., 2], g[..., 3]           # (I + J) = [[a, b], [c, d]]
-            b, d = g[..., 4], 1 + g[..., 5]
-            det = a * d - b * c
-            ok = det.abs() > 0.05
-            det = torch.where(ok, det, torch.ones_like(det))
-            sx = torch.where(ok, (d * r[..., 0] - b * r[..., 1]) / det, r[..., 0])
-            sy = torch.where(ok, (-c * r[..., 0] + a * r[..., 1]) / det, r[..., 1])
-            step = torch.stack([sx, sy], -1)
-            nrm = step.norm(dim=-1, keepdim=True).clamp(min=1e-9)
-            x = x - step * (max_step / nrm).clamp(max=1.0)
-        back = (best - y).permute(0, 3, 1, 2) / k                                    # (t, 2, R, R) full px
+        best = self._invert(field, 0.15 * state.frame.iod * k)                      # (t, 2, R, R)
+        ys, xs = torch.meshgrid(torch.arange(R, device=dev, dtype=torch.float32),
+                                torch.arange(R, device=dev, dtype=torch.float32), indexing="ij")
+        back = (best - torch.stack([xs, ys])[None]) / k                             # (t, 2, R, R) full px
         if R != S:
             back = F.interpolate(back, size=(S, S), mode="bilinear", align_corners=True)
         fy, fx = torch.meshgrid(torch.arange(S, device=dev, dtype=torch.float32),
@@ -577,6 +614,41 @@ class Renderer:
                                padding_mode="border", align_corners=True)           # (t, 3, S, S)
         frames = self._mouth(state, off, frames)
         return (frames.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    def _invert(self, field: "torch.Tensor", max_step: float) -> "torch.Tensor":
+        """Solve x + f(x) = y for every grid pixel y: Newton (exact within a triangle),
+        step-limited to ``max_step``, keeping the iterate with the smallest residual.
+
+        field: (t, 6, R, R): f (2), df/dx (2), df/dy (2) per grid pixel, sampled bilinearly with
+        border clamping. Planes stay channel-first and contiguous (every step is a vectorised
+        loop); the first iterate is y itself, where the field is known without sampling; the
+        loop ends early once every residual is below :data:`NEWTON_TOL`.
+        Returns x (t, 2, R, R) in grid pixels."""
+        import torch
+        import torch.nn.functional as F
+
+        t, _, R, _ = field.shape
+        dev = field.device
+        ys, xs = torch.meshgrid(torch.arange(R, device=dev, dtype=torch.float32),
+                                torch.arange(R, device=dev, dtype=torch.float32), indexing="ij")
+        y = torch.stack([xs, ys])[None]                                             # (1, 2, R, R) target px
+        x, g = y.expand(t, 2, R, R), field
+        best, best_err = x, None
+        for it in range(self.iterations):
+            if it:
+                g = F.grid_sample(field, (x * (2.0 / (R - 1)) - 1).permute(0, 2, 3, 1), mode="bilinear",
+                                  padding_mode="border", align_corners=True)       # (t, 6, R, R)
+            r = x + g[:, :2] - y                                                    # (t, 2, R, R) residual
+            err = torch.sqrt(r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1])                 # (t, R, R)
+            if best_err is None:
+                best_err = err
+            else:
+                best = torch.where((err < best_err)[:, None], x, best)
+                best_err = torch.minimum(err, best_err)
+            if it + 1 == self.iterations or float(best_err.max()) <= NEWTON_TOL:
+                break
+            x = x - _newton_step(g[:, 2], g[:, 3], g[:, 4], g[:, 5], r[:, 0], r[:, 1], max_step)
+        return best
 
     def _mouth(self, state: RenderState, off: "torch.Tensor", frames: "torch.Tensor") -> "torch.Tensor":
         """Composite a synthetic mouth interior where the lips open wider than the portrait's."""
@@ -653,6 +725,24 @@ class Renderer:
         frames = frames.clone()
         frames[:, :, y0:y1, x0:x1] = blended.view(t, 3, y1 - y0, x1 - x0)
         return frames
+
+
+NEWTON_TOL = 1e-3   # flow-grid px: when every residual is below this, Newton stops early
+
+
+def _newton_step(jxx, jyx, jxy, jyy, rx, ry, max_step: float) -> "torch.Tensor":
+    """(I + J)^-1 r (r itself where I + J is near-singular), its length limited to ``max_step``:
+    (t, 2, R, R) from (t, R, R) planes. J = [[jxx, jxy], [jyx, jyy]] (columns df/dx, df/dy)."""
+    import torch
+
+    a, b, c, d = 1 + jxx, jxy, jyx, 1 + jyy
+    det = a * d - b * c
+    ok = det.abs() > 0.05
+    det = torch.where(ok, det, torch.ones_like(det))
+    sx = torch.where(ok, (d * rx - b * ry) / det, rx)
+    sy = torch.where(ok, (-c * rx + a * ry) / det, ry)
+    scale = (max_step / torch.sqrt(sx * sx + sy * sy).clamp(min=1e-9)).clamp(max=1.0)
+    return torch.stack([sx * scale, sy * scale], 1)
 
 
 MAX_POSE_DEG = 15.0  # a 2-D warp cannot show the hidden side of a face: larger turns are damped

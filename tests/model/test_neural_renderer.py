@@ -214,5 +214,5 @@ def test_neural_renderer_interface(tmp_path, landmarker):
     same, differ = np.abs(chunk - whole[2:4]).max(), np.abs(cut - whole[2:4]).max()
     assert same <= 1, "a chunk renders as the whole sequence does (up to float rounding)"
     assert differ > 3, "windows cut at the chunk's edges differ"
-    with pytest.raises(NoFaceError):
+    with pytest.raises(NoFaceError, match="no face found in the portrait"):
         r.prepare(np.full((200, 200, 3), 128, np.uint8))

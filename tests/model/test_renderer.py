@@ -139,16 +139,16 @@ def test_zero_basis_file_freezes_the_face(tmp_path, landmarker):
     src = (st.src[0].permute(1, 2, 0).numpy() * 255).round()
     assert np.abs(frames.astype(float) - src[None]).max() <= 1.0
     np.savez(tmp_path / "bad.npz", basis=np.zeros((52, 10), np.float32))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"has shape \(52, 10\), expected \(52, 468\+, 2\)"):
         load_basis(tmp_path / "bad.npz")
     (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="cannot read basis"):
         Renderer(basis=tmp_path / "junk.safetensors")
 
 
 def test_no_face_portrait_raises(landmarker):
     frame = next(iter_frames(FACES / "no_face.mp4")).rgb
-    with pytest.raises(NoFaceError):
+    with pytest.raises(NoFaceError, match="no face found in the portrait"):
         Renderer().prepare(frame)
 
 

@@ -94,15 +94,37 @@ def test_text_mix_and_bad_options(tmp_path, tiny_ckpt, landmarker):
     s = generate(tiny_ckpt, FACES / "smile.jpg", SPEECH / "silence_2s.wav", "a happy man", out,
                  text_mix=[("an angry man", 0.3)], size=256)
     assert s.style_source == "text-mix" and out.is_file()
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="mix-weight must be"):
         generate(tiny_ckpt, FACES / "smile.jpg", SPEECH / "hello_en.wav", "x", out, text_mix=[("y", 1.5)])
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="--size must be one of 256, 512"):
         generate(tiny_ckpt, FACES / "smile.jpg", SPEECH / "hello_en.wav", "x", out, size=300)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="either --text .* or --style-video"):
         generate(tiny_ckpt, FACES / "smile.jpg", SPEECH / "hello_en.wav", "x", out,
                  style_video=FACES / "single_face.mp4")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="a style is needed"):
         generate(tiny_ckpt, FACES / "smile.jpg", SPEECH / "hello_en.wav", None, out)
+
+
+def test_pose_video_and_intensity_change_the_output(tmp_path, tiny_ckpt, landmarker):
+    """issue 8.10: a pose video moves the head (frames change, curves do not); intensity 1.5
+    changes the curves by half the styled-minus-neutral gap and the frames with them."""
+    def run(name, **kw):
+        csv_path = tmp_path / f"{name}.csv"
+        generate(tiny_ckpt, FACES / "smile.jpg", SPEECH / "hello_en.wav", "a furious man, brows extremely lowered",
+                 tmp_path / f"{name}.mp4", export_blendshapes=csv_path, watermark=False, threads=1, **kw)
+        with open(csv_path) as f:
+            curves = np.array([[float(v) for v in r[2:]] for r in list(csv.reader(f))[1:]])
+        return curves, np.stack([f.rgb for f in iter_frames(tmp_path / f"{name}.mp4")]).astype(np.float32)
+
+    plain_bs, plain = run("plain")
+    posed_bs, posed = run("posed", pose_video=FACES / "single_face.mp4")
+    strong_bs, strong = run("strong", intensity=1.5)
+    assert np.array_equal(posed_bs, plain_bs), "the pose video must not change the expression curves"
+    head = np.abs(posed - plain).mean(axis=(1, 2, 3))          # (T,) mean abs pixel change per frame
+    assert head.max() > 2.0, f"the head did not move: {head.max():.2f}"
+    gap = np.abs(strong_bs - plain_bs).max()
+    assert gap > 1e-3, f"intensity 1.5 left the curves unchanged ({gap})"
+    assert np.abs(strong - plain).mean(axis=(1, 2, 3)).max() > 0.5
 
 
 def test_curve_helpers():
