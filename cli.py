@@ -305,13 +305,18 @@ def build_ta_mead_cmd(
     keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
     phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/: "
                                   "recognised offline with pocketsphinx; MEAD's sentences are not known), for phoneme configs."),
+    executor: str = typer.Option("local", "--executor", help="Where clips are tracked: local (worker processes on this machine) or ray "
+                                 "(actors on a Ray cluster, --jobs of them, 0 = one per CPU of the cluster; needs pip install -e '.[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: the cluster's host:port; default auto = "
+                                              "the cluster this machine joined with `ray start`, else a local Ray started for this run."),
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
     summary = _build_and_report("mead", mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
                                 emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
                                 test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
-                                retry_failed=not keep_failed, phonemes=phonemes)
+                                retry_failed=not keep_failed, phonemes=phonemes, executor=executor,
+                                ray_address=ray_address)
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 
@@ -340,6 +345,10 @@ def build_cmd(
     keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
     phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/, offline pocketsphinx): "
                                   "aligned to the clip's sentence where the corpus has one (RAVDESS, CREMA-D), else recognised."),
+    executor: str = typer.Option("local", "--executor", help="Where clips are tracked: local (worker processes on this machine) or ray "
+                                 "(actors on a Ray cluster, --jobs of them, 0 = one per CPU of the cluster; needs pip install -e '.[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: the cluster's host:port; default auto = "
+                                              "the cluster this machine joined with `ray start`, else a local Ray started for this run."),
 ) -> None:
     """Build a TA-MEAD-style dataset from any supported corpus (one recipe per corpus; resumable).
 
@@ -358,7 +367,8 @@ def build_cmd(
                                 include_song=include_song, limit=limit, landmarks=landmarks, au_table=au_table,
                                 groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
                                 test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
-                                retry_failed=not keep_failed, phonemes=phonemes)
+                                retry_failed=not keep_failed, phonemes=phonemes, executor=executor,
+                                ray_address=ray_address)
     raise typer.Exit(summary.exit_code)
 
 
@@ -381,11 +391,13 @@ def _build_and_report(corpus: str, root: Path, out: Path, **options):
     from talkclip.pipelines.recipes import build_corpus
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]} clips/s"), TextColumn("ETA"), TimeRemainingColumn(),
+               TextColumn("{task.fields[rate]} clips/s"), TextColumn("{task.fields[fps]} frames/s"),
+               TextColumn("ETA"), TimeRemainingColumn(),
                TextColumn("failed {task.fields[failed]}"))
     bar = Progress(*columns, console=err_console, transient=False)
-    task = bar.add_task("tracking", total=None, rate="-", failed=0, start=False)
+    task = bar.add_task("tracking", total=None, rate="-", fps="-", failed=0, start=False)
     started = [_time.perf_counter()]
+    frames = [0]
 
     def on_progress(ev) -> None:  # the bar appears once the input has been checked
         if ev.stage == "start":
@@ -396,8 +408,10 @@ def _build_and_report(corpus: str, root: Path, out: Path, **options):
             bar.update(task, total=ev.total, completed=0,
                        description=f"tracking ({ev.skipped} built before)" if ev.skipped else "tracking")
         elif ev.stage == "clip":
-            rate = ev.done / max(_time.perf_counter() - started[0], 1e-6)
-            bar.update(task, completed=ev.done, rate=f"{rate:.2f}", failed=ev.failed)
+            elapsed = max(_time.perf_counter() - started[0], 1e-6)
+            frames[0] += ev.frames
+            bar.update(task, completed=ev.done, rate=f"{ev.done / elapsed:.2f}", fps=f"{frames[0] / elapsed:.0f}",
+                       failed=ev.failed)
         elif ev.stage == "annotate":
             bar.update(task, description="annotating")
 
@@ -599,6 +613,8 @@ def generate_cmd(
     stream: bool = typer.Option(False, "--stream", help="Write a fragmented mp4 in place while generating (a player can "
                                 "open it as it grows); removed if interrupted, unless --keep-partial."),
     keep_partial: bool = typer.Option(False, "--keep-partial", help="With --stream: keep what an interrupted stream wrote."),
+    transcript: Optional[str] = typer.Option(None, "--transcript", help="What the speech says: for checkpoints that read "
+                                             "phonemes, align its dictionary phones instead of recognising them."),
 ) -> None:
     """Portrait + speech + style sentence -> talking-head mp4 (marked synthetic)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -620,7 +636,7 @@ def generate_cmd(
                            export_blendshapes=export_blendshapes, style_video=style_video, text_mix=mix,
                            intensity=intensity, pose_video=pose_video, watermark=not no_watermark,
                            smooth=smooth, basis=basis, threads=threads, renderer=renderer, stream=stream,
-                           keep_partial=keep_partial, progress=on_progress)
+                           keep_partial=keep_partial, transcript=transcript, progress=on_progress)
     finally:
         if bar.live.is_started:
             bar.stop()
@@ -629,6 +645,8 @@ def generate_cmd(
                   f"({summary.duration_s:.2f} s, audio {summary.audio_duration_s:.2f} s), style from {summary.style_source}")
     console.print(f"time: load {t['load']:.1f}s, prepare {t['prepare']:.2f}s, text {t['text']:.2f}s, motion {t['motion']:.2f}s, "
                   f"render {t['render']:.2f}s, encode {t.get('encode', 0.0):.2f}s; real-time factor {summary.realtime_factor:.2f}")
+    if summary.phonemes:
+        console.print(f"phonemes: {summary.phonemes}", markup=False, highlight=False)
     if summary.blendshapes_csv:
         console.print(f"blendshapes: {summary.blendshapes_csv}")
 

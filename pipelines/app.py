@@ -21,9 +21,11 @@ never opens a share link. Gradio is an optional extra (``pip install -e '.[app]'
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import os
+import queue
 import shutil
 import sys
 import tempfile
@@ -31,7 +33,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -56,6 +58,7 @@ NO_CHECKPOINT = ("**No checkpoint loaded.** Start the app with `talkclip app --c
 NO_DATA = ("**No dataset loaded.** Start the app with `talkclip app --data BUILD`, a TA-MEAD folder from "
            "`talkclip-data build-ta-mead` (`talkclip-data demo` makes a tiny one in `demo_out/ta-mead`).")
 ALL = "all"
+PREVIEW_FRAMES = 25     # while generating, show the video so far every this many new frames
 
 
 @dataclass(frozen=True)
@@ -78,26 +81,40 @@ def import_gradio():
 
 
 def ui_errors(fn: Callable) -> Callable:
-    """Run a tab function; any error becomes the CLI's one line in the UI (gr.Error), no traceback.
-    Project errors are expected and not logged; anything else is logged with its traceback on the
-    server's stderr (a bug to fix) and still shown as one line."""
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
+    """Run a tab function (a plain or a generator function); any error becomes the CLI's one
+    line in the UI (gr.Error), no traceback. Project errors are expected and not logged;
+    anything else is logged with its traceback on the server's stderr (a bug to fix) and still
+    shown as one line."""
+    def one_line_error(e: BaseException, args: tuple, kwargs: dict):
         import gradio as gr
 
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except TalkclipError as e:
+        if isinstance(e, gr.Error):
+            return e
+        if isinstance(e, TalkclipError):
             msg = one_line(e)
-        except Exception as e:  # noqa: BLE001 - the server must keep serving
-            log.exception("unexpected error in %s", fn.__name__)
+        else:
+            log.error("unexpected error in %s", fn.__name__, exc_info=e)
             msg = f"unexpected {type(e).__name__}: {one_line(e)}"
         for a in (*args, *kwargs.values()):   # uploads live in Gradio's cache: name them as the user did
             if isinstance(a, str) and len(a) > 1 and os.path.isabs(a):
                 msg = msg.replace(a, Path(a).name)
-        raise gr.Error(f"error: {msg}", print_exception=False)
+        return gr.Error(f"error: {msg}", print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def wrapped_gen(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - the server must keep serving
+                raise one_line_error(e, args, kwargs) from None
+        return wrapped_gen
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - the server must keep serving
+            raise one_line_error(e, args, kwargs) from None
     return wrapped
 
 
@@ -184,7 +201,7 @@ class AppState:
         self.options = options
         self.workdir = workdir
         self.au_table = load_au_table(None)
-        self.model = None
+        self.loaded = None                    # (renderer, model), loaded once per process
         self.checkpoint: Path | None = None   # the local checkpoint directory
         self._lock = threading.Lock()
         self.clips = None            # pandas DataFrame of the build's clips, one row per clip
@@ -199,11 +216,12 @@ class AppState:
     def load(self) -> None:
         """Load the checkpoint and read the build up front, so bad options fail at start-up."""
         if self.options.checkpoint is not None:
-            from talkclip.model.checkpoint import load_checkpoint
+            from talkclip.model.device import resolve_device
             from talkclip.model.hub import resolve_checkpoint
+            from talkclip.pipelines.generate import load_models
 
             self.checkpoint = resolve_checkpoint(self.options.checkpoint)    # a Hub id is fetched once
-            self.model = load_checkpoint(self.checkpoint, device=self.options.device)
+            self.loaded = load_models(self.checkpoint, str(resolve_device(self.options.device)))
         if self.options.data is not None:
             self.clips, self.stats, self.mead_root = read_build(Path(self.options.data))
 
@@ -242,31 +260,69 @@ def caption_tab(state: AppState, media: str | None, subject: str, emotion: str, 
 
 def generate_tab(state: AppState, portrait: str | None, speech: str | None, text: str, mix_text: str,
                  mix_weight: float, intensity: float, style_video: str | None, pose_video: str | None,
-                 progress=None):
-    """Portrait + speech + style -> (mp4 path, curves figure, CSV path, timings markdown)."""
-    from talkclip.pipelines.generate import generate
+                 progress=None) -> Iterator[tuple]:
+    """Portrait + speech + style -> yields (mp4 path, curves figure, CSV path, timings markdown):
+    while rendering, snapshots of the growing (fragmented) mp4 every :data:`PREVIEW_FRAMES`
+    frames with only a progress line; last, the finished video with curves, CSV and timings."""
+    from talkclip.pipelines.generate import GenerateRequest, run
 
-    if state.model is None:
+    if state.loaded is None:
         raise InputError("no checkpoint loaded: start the app with --checkpoint DIR")
     if not portrait or not speech:
         raise InputError("a portrait and a speech file are needed")
     out = state.out_dir()
-    mix = [(mix_text.strip(), float(mix_weight))] if mix_text and mix_text.strip() else None
+    mix = ((mix_text.strip(), float(mix_weight)),) if mix_text and mix_text.strip() else ()
+    req = GenerateRequest(state.checkpoint, portrait, speech, (text or "").strip() or None, out / "talkclip.mp4",
+                          device=state.options.device, export_blendshapes=out / "blendshapes_arkit.csv",
+                          style_video=style_video or None, text_mix=mix, intensity=float(intensity),
+                          pose_video=pose_video or None, stream=True)    # the mp4 grows as frames are rendered
+    snapshots: queue.Queue = queue.Queue()
+    shown = [0]
 
-    def on_progress(stage, done, total):
+    def on_progress(stage, done, total):   # in the worker thread
         if progress is not None:
             progress((done, total), desc=stage, unit="frames")
+        if done < total and done - shown[0] >= PREVIEW_FRAMES and req.out.is_file():
+            shown[0] = done
+            snap = out / f"partial-{done:05d}.mp4"
+            shutil.copyfile(req.out, snap)
+            snapshots.put((str(snap), f"rendering: {done}/{total} frames ..."))
 
     with state._lock:   # one generation at a time per process (torch threads are process-wide)
-        s = generate(state.checkpoint, portrait, speech, (text or "").strip() or None, out / "talkclip.mp4",
-                     device=state.options.device, export_blendshapes=out / "blendshapes_arkit.csv",
-                     style_video=style_video or None, text_mix=mix, intensity=float(intensity),
-                     pose_video=pose_video or None, progress=on_progress)
+        result = _in_thread(lambda: run(req, on_progress, loaded=state.loaded), snapshots)
+        for item in result:
+            yield item[0], None, None, item[1]
+    s = result.value
     t = s.timings
     timings = (f"{s.frames} frames at {s.fps:g} fps ({s.duration_s:.2f} s), style from {s.style_source}; "
-               f"time: prepare {t['prepare']:.2f} s, text {t['text']:.2f} s, motion {t['motion']:.2f} s, "
-               f"render {t['render']:.2f} s, encode {t['encode']:.2f} s; real-time factor {s.realtime_factor:.2f}")
-    return str(s.out), curves_figure(s.blendshapes_csv, s.fps), str(s.blendshapes_csv), timings
+               f"time: prepare {t['prepare']:.2f} s, text {t['text']:.2f} s, motion, render and encode "
+               f"{t['motion'] + t['render'] + t['encode']:.2f} s; real-time factor {s.realtime_factor:.2f}")
+    yield str(s.out), curves_figure(s.blendshapes_csv, s.fps), str(s.blendshapes_csv), timings
+
+
+class _in_thread:
+    """Run ``fn`` in a thread; iterating yields what it puts in ``items`` meanwhile; then
+    ``value`` is its result (its exception is raised at the end of the iteration)."""
+
+    def __init__(self, fn: Callable, items: "queue.Queue"):
+        self.items, self.value, self.error = items, None, None
+
+        def work():
+            try:
+                self.value = fn()
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer
+                self.error = e
+        self.thread = threading.Thread(target=work, name="talkclip-app-generate", daemon=True)
+        self.thread.start()
+
+    def __iter__(self):
+        while self.thread.is_alive() or not self.items.empty():
+            try:
+                yield self.items.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        if self.error is not None:
+            raise self.error
 
 
 # ---------------------------------------------------------------- the Dataset tab
@@ -381,9 +437,9 @@ def _caption_ui(gr, state: AppState) -> None:
 
 
 def _generate_ui(gr, state: AppState) -> None:
-    if state.model is None:
+    if state.loaded is None:
         gr.Markdown(NO_CHECKPOINT, elem_id="generate-missing")
-    with gr.Row(visible=state.model is not None):
+    with gr.Row(visible=state.loaded is not None):
         with gr.Column(scale=2):
             with gr.Row():
                 # a file, not gr.Image: Gradio would decode (and reject) the image itself before the
@@ -416,8 +472,8 @@ def _generate_ui(gr, state: AppState) -> None:
     @ui_errors
     def generate(portrait, speech, text, mix_text, mix_weight, intensity, style_video, pose_video,
                  progress=gr.Progress()):
-        return generate_tab(state, portrait, speech, text, mix_text, mix_weight, intensity, style_video,
-                            pose_video, progress)
+        yield from generate_tab(state, portrait, speech, text, mix_text, mix_weight, intensity, style_video,
+                                pose_video, progress)
 
     button.click(generate, [portrait, speech, text, mix_text, mix_weight, intensity, style_video, pose_video],
                  [video, curves, csv_file, timings], api_name="generate")

@@ -93,6 +93,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import signal
 import time
 import uuid
@@ -178,9 +179,14 @@ class BuildOptions:
     landmarker: Path | None = None
     retry_failed: bool = True
     phonemes: bool = False          # store a phoneme track per clip (aligned or recognised)
+    executor: str = "local"                 # "local" (process pool) | "ray" (pipelines/ray_executor.py)
+    ray_address: str | None = None          # with "ray": host:port, or None/"auto" (see ray_executor.connect)
 
     def __post_init__(self) -> None:
-        for name, flag, value, least in (("jobs", "--jobs", self.jobs, 1), ("n_captions", "--captions", self.n_captions, 1),
+        if self.executor not in ("local", "ray"):
+            raise InputError(f"--executor must be local or ray, got {self.executor!r}")
+        ray = self.executor == "ray"          # --jobs 0: one Ray actor per CPU slot of the cluster
+        for name, flag, value, least in (("jobs", "--jobs", self.jobs, 0 if ray else 1), ("n_captions", "--captions", self.n_captions, 1),
                                          ("test_speakers", "--test-speakers", self.test_speakers, 0),
                                          ("shard_clips", "--shard-size", self.shard_clips, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
@@ -191,7 +197,10 @@ class BuildOptions:
                 object.__setattr__(self, name, Path(value))
 
     def workers(self) -> tuple[int, str | None]:
-        """(worker processes, notice): ``jobs`` capped at the CPUs this process may use."""
+        """(worker processes, notice): ``jobs`` capped at the CPUs this process may use (with
+        Ray, at the cluster's CPU slots, later: see ray_executor.run_phase1)."""
+        if self.executor == "ray":
+            return self.jobs, None
         try:
             cpus = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
@@ -407,10 +416,8 @@ class ClipWorker:
     def process(self, clip) -> _ClipResult:
         t0 = time.perf_counter()
         cid = clip.clip_id
-        video_path = _rel(clip.video, self.cfg.root)
-        base = dict(clip_id=cid, speaker=clip.speaker, gender=clip.gender, view=clip.view, emotion=clip.emotion,
-                    intensity=clip.intensity, level=clip.level, take=clip.take, sentence=clip.sentence,
-                    video_path=video_path)
+        base = clip_base_row(clip, self.cfg.root)
+        video_path = base["video_path"]
         try:
             row, frames_row, pcm, phonemes = self._run(clip)
         except _StageError as e:
@@ -493,15 +500,35 @@ class ClipWorker:
             return
         tag = f"{self.cfg.run_tag}-{self.index:02d}-{self._seq:05d}"
         self._seq += 1
+        commit_record(self.out, tag, *self.write_data(tag))
+
+    def write_data(self, tag: str) -> tuple[list, list]:
+        """Write the buffered frames/audio shards as ``<tag>``, empty the buffers, and return the
+        (stage-1 rows, failure rows) that :func:`commit_record` commits (the Ray executor's
+        driver commits them, see pipelines/ray_executor.py)."""
         if self._frames:
             shards.write_table(frames_table(self._frames), FRAMES_SCHEMA, self.out / "frames" / f"{tag}.parquet")
             shards.write_table(audio_table(self._audio), AUDIO_SCHEMA, self.out / "audio" / f"{tag}.parquet")
         if self._phonemes:
             shards.write_rows(self._phonemes, PHONEMES_SCHEMA, self.out / "phonemes" / f"{tag}.parquet")
-        if self._failures:
-            shards.write_rows(self._failures, FAILURES_SCHEMA, self.work / "failures" / f"{tag}.parquet")
-        shards.write_rows(self._stage1, STAGE1_SCHEMA, self.work / "stage1" / f"{tag}.parquet")
+        rows = (self._stage1, self._failures)
         self._reset_buffers()
+        return rows
+
+
+def commit_record(out: Path, tag: str, stage1: Sequence, failures: Sequence) -> None:
+    """Commit a batch whose data shards ``<tag>`` are written: failures, then the stage-1 record."""
+    work = Path(out) / WORK_DIR
+    if failures:
+        shards.write_rows(failures, FAILURES_SCHEMA, work / "failures" / f"{tag}.parquet")
+    shards.write_rows(stage1, STAGE1_SCHEMA, work / "stage1" / f"{tag}.parquet")
+
+
+def clip_base_row(clip, root: str) -> dict:
+    """The stage-1 fields every attempted clip has, failed or not (media paths relative to ``root``)."""
+    return dict(clip_id=clip.clip_id, speaker=clip.speaker, gender=clip.gender, view=clip.view, emotion=clip.emotion,
+                intensity=clip.intensity, level=clip.level, take=clip.take, sentence=clip.sentence,
+                video_path=_rel(clip.video, root))
 
 
 def frames_table(rows: Sequence[dict]) -> pa.Table:
@@ -635,10 +662,15 @@ def _collect(procs, results, n: int, emit: Callable[[_ClipResult], None]) -> lis
     return crashes
 
 
-def _run_phase1(todo: Sequence, cfg: _WorkerConfig, jobs: int, emit: Callable[[_ClipResult], None]) -> list[str]:
+def _run_phase1(todo: Sequence, cfg: _WorkerConfig, jobs: int, emit: Callable[[_ClipResult], None],
+                options: BuildOptions | None = None) -> list[str]:
     """Track ``todo``; returns crash messages (empty when all went well)."""
     if not todo:
         return []
+    if options is not None and options.executor == "ray":
+        from .ray_executor import run_phase1
+
+        return run_phase1(todo, cfg, emit, jobs=jobs, address=options.ray_address)
     if jobs <= 1:
         return _run_inline(todo, cfg, emit)
     import multiprocessing as mp
@@ -874,6 +906,7 @@ def build(source, out_dir: str | Path, options: BuildOptions | None = None, *,
 
     t_start = time.perf_counter()
     options = options or BuildOptions()
+    _check_output_location(out_dir, options)
     clips = list(source.list_clips())
     au_table = load_au_table(options.au_table)
     group_table = source.label_table(options.groups)   # checked against the listed clips
@@ -899,6 +932,18 @@ def build(source, out_dir: str | Path, options: BuildOptions | None = None, *,
             return _build_locked(run)
         except KeyboardInterrupt:
             raise BuildInterrupted() from None
+
+
+def _check_output_location(out_dir: str | Path, options: BuildOptions) -> None:
+    """Refuse URL outputs; with Ray, check that Ray is installed and the cluster reachable."""
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(out_dir)):
+        raise InputError(f"--out {out_dir}: URLs (s3://, gs://, ...) are not supported; build into a folder "
+                         "(with --executor ray one that every node mounts at the same path) and copy it, "
+                         "or mount the bucket (mountpoint-s3, s3fs, gcsfuse) and pass the mount path")
+    if options.executor == "ray":
+        from .ray_executor import preflight
+
+        preflight(options.ray_address)
 
 
 def _build_locked(run: _Run) -> Summary:
@@ -928,7 +973,7 @@ def _build_locked(run: _Run) -> Summary:
     cfg = _WorkerConfig(str(run.out), str(Path(run.source.root).resolve()), bool(run.options.landmarks),
                         int(run.options.shard_clips), _run_tag(), str(run.landmarker), bool(run.options.phonemes))
     t1 = time.perf_counter()
-    crashes = _run_phase1(todo, cfg, run.jobs, on_clip)
+    crashes = _run_phase1(todo, cfg, run.jobs, on_clip, run.options)
     track_seconds = time.perf_counter() - t1
 
     run.emit(ProgressEvent("annotate", len(todo), run.done, run.failed, skipped))
@@ -1011,7 +1056,7 @@ def build_manifest(run: _Run, summary: Summary, info: dict, clip_table: pa.Table
                       unbaselined_speakers=info["unbaselined_speakers"]),
         au_ids=list(AU_IDS), warnings=summary.warnings, phonemes=phoneme_summary(run, clip_table),
         timing=dict(last_run_s=None, last_run_track_s=round(summary.track_seconds, 3), last_run_clips=run.done,
-                    last_run_frames=run.frames, jobs=run.jobs),
+                    last_run_frames=run.frames, jobs=run.jobs, executor=o.executor),
     )
 
 
