@@ -568,8 +568,9 @@ def serve(options: AppOptions, *, ready: Callable[[str], None] | None = None) ->
             demo.launch(server_name=options.host, server_port=options.port, share=False, inbrowser=False,
                         show_error=False, quiet=True, ssr_mode=False, mcp_server=False, pwa=False,
                         allowed_paths=[str(workdir)], theme=theme, prevent_thread_lock=True, run_history=False)
-        except OSError as e:
-            raise InputError(f"cannot listen on {options.host}:{options.port}: {one_line(e)}") from None
+        except OSError as e:   # Gradio's message names its own settings; say it in the CLI's terms
+            why = "the port is in use" if "empty port" in str(e) else one_line(e)
+            raise InputError(f"cannot listen on {options.host}:{options.port}: {why} (choose another with --port)") from None
         url = f"http://{options.host}:{options.port}"
         (ready or (lambda u: print(f"talkclip app on {u} (Ctrl+C to stop)", file=sys.stderr, flush=True)))(url)
         demo.block_thread()
