@@ -27,7 +27,6 @@ import logging
 import os
 import queue
 import shutil
-import sys
 import tempfile
 import threading
 import uuid
@@ -553,7 +552,8 @@ def build_app(state: AppState):
 
 
 def serve(options: AppOptions, *, ready: Callable[[str], None] | None = None) -> None:
-    """Load everything once, then serve the app until interrupted (blocks)."""
+    """Load everything once, then serve the app until interrupted (blocks); ``ready(url)`` is
+    called once it answers."""
     gr = import_gradio()
     if not (0 < options.port < 65536):
         raise InputError(f"--port must be within 1..65535, got {options.port}")
@@ -571,8 +571,8 @@ def serve(options: AppOptions, *, ready: Callable[[str], None] | None = None) ->
         except OSError as e:   # Gradio's message names its own settings; say it in the CLI's terms
             why = "the port is in use" if "empty port" in str(e) else one_line(e)
             raise InputError(f"cannot listen on {options.host}:{options.port}: {why} (choose another with --port)") from None
-        url = f"http://{options.host}:{options.port}"
-        (ready or (lambda u: print(f"talkclip app on {u} (Ctrl+C to stop)", file=sys.stderr, flush=True)))(url)
+        if ready is not None:
+            ready(f"http://{options.host}:{options.port}")
         demo.block_thread()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

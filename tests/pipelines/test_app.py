@@ -343,7 +343,8 @@ def test_app_listens_on_loopback_only(app_server):
     rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
     listening = [r[1] for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == app_server["port"]]
     assert listening and all(a.split(":")[0] == "0100007F" for a in listening), listening
-    assert "gradio.live" not in app_server["log"].read_text()
+    log = app_server["log"].read_text()
+    assert f"talkclip app on http://127.0.0.1:{app_server['port']}" in log and "gradio.live" not in log, log
 
 
 def test_missing_gradio_is_one_line(tmp_path):
