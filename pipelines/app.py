@@ -38,6 +38,7 @@ import numpy as np
 
 from talkclip import InputError, MissingAssetError, TalkclipError, one_line
 from talkclip.schemas import AU_IDS
+from talkclip.schemas.files import atomic_write, atomic_write_bytes
 
 log = logging.getLogger("talkclip.app")
 
@@ -372,15 +373,12 @@ def clip_video(state: AppState, video_path: str, clip_id: str) -> str | None:
     out = state.workdir / "clips" / f"{clip_id}{Path(video_path.split('::')[-1]).suffix or '.mp4'}"
     if not out.is_file():
         ref = media_ref(video_path, state.mead_root)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".part")
         if ref.member is None:
             if not Path(ref.path).is_file():
                 raise InputError(f"video of {clip_id} not found: {ref.path}")
-            shutil.copyfile(ref.path, tmp)
+            atomic_write(out, lambda tmp: shutil.copyfile(ref.path, tmp))
         else:
-            tmp.write_bytes(read_member(ref))
-        tmp.rename(out)
+            atomic_write_bytes(out, read_member(ref))
     return str(out)
 
 
