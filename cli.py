@@ -784,4 +784,5 @@ def app_cmd(
     Needs the optional extra 'app' (pip install -e '.\\[app]'). Never opens a public share link."""
     from talkclip.pipelines.app import AppOptions, serve
 
-    serve(AppOptions(checkpoint=checkpoint, data=data_dir, host=host, port=port, device=device))
+    serve(AppOptions(checkpoint=checkpoint, data=data_dir, host=host, port=port, device=device),
+          ready=lambda url: err_console.print(f"talkclip app on {url} (Ctrl+C to stop)", markup=False, highlight=False))

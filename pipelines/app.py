@@ -27,7 +27,6 @@ import logging
 import os
 import queue
 import shutil
-import sys
 import tempfile
 import threading
 import uuid
@@ -39,6 +38,7 @@ import numpy as np
 
 from talkclip import InputError, MissingAssetError, TalkclipError, one_line
 from talkclip.schemas import AU_IDS
+from talkclip.schemas.files import atomic_write, atomic_write_bytes
 
 log = logging.getLogger("talkclip.app")
 
@@ -373,15 +373,12 @@ def clip_video(state: AppState, video_path: str, clip_id: str) -> str | None:
     out = state.workdir / "clips" / f"{clip_id}{Path(video_path.split('::')[-1]).suffix or '.mp4'}"
     if not out.is_file():
         ref = media_ref(video_path, state.mead_root)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".part")
         if ref.member is None:
             if not Path(ref.path).is_file():
                 raise InputError(f"video of {clip_id} not found: {ref.path}")
-            shutil.copyfile(ref.path, tmp)
+            atomic_write(out, lambda tmp: shutil.copyfile(ref.path, tmp))
         else:
-            tmp.write_bytes(read_member(ref))
-        tmp.rename(out)
+            atomic_write_bytes(out, read_member(ref))
     return str(out)
 
 
@@ -553,7 +550,8 @@ def build_app(state: AppState):
 
 
 def serve(options: AppOptions, *, ready: Callable[[str], None] | None = None) -> None:
-    """Load everything once, then serve the app until interrupted (blocks)."""
+    """Load everything once, then serve the app until interrupted (blocks); ``ready(url)`` is
+    called once it answers."""
     gr = import_gradio()
     if not (0 < options.port < 65536):
         raise InputError(f"--port must be within 1..65535, got {options.port}")
@@ -568,10 +566,11 @@ def serve(options: AppOptions, *, ready: Callable[[str], None] | None = None) ->
             demo.launch(server_name=options.host, server_port=options.port, share=False, inbrowser=False,
                         show_error=False, quiet=True, ssr_mode=False, mcp_server=False, pwa=False,
                         allowed_paths=[str(workdir)], theme=theme, prevent_thread_lock=True, run_history=False)
-        except OSError as e:
-            raise InputError(f"cannot listen on {options.host}:{options.port}: {one_line(e)}") from None
-        url = f"http://{options.host}:{options.port}"
-        (ready or (lambda u: print(f"talkclip app on {u} (Ctrl+C to stop)", file=sys.stderr, flush=True)))(url)
+        except OSError as e:   # Gradio's message names its own settings; say it in the CLI's terms
+            why = "the port is in use" if "empty port" in str(e) else one_line(e)
+            raise InputError(f"cannot listen on {options.host}:{options.port}: {why} (choose another with --port)") from None
+        if ready is not None:
+            ready(f"http://{options.host}:{options.port}")
         demo.block_thread()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -194,6 +194,8 @@ def test_browser_caption_tab(browser, app_server):
                                            if "error:" in t.text), None), what="toast")
     assert "error: no face found in any of the 1 frame(s) of image.png" in toast and "Traceback" not in toast, toast
     _screenshot(browser, "caption-error")
+    for close in browser.find_elements(By.CSS_SELECTOR, "[data-testid='toast-close']"):
+        close.click()          # keep the later screenshots clean
     _css(browser, "#caption-media button[aria-label='Clear']").click()
     _css(browser, "#caption-media input[type=file]").send_keys(str(FACES / "surprise.jpg"))
     _wait(browser, lambda d: "surprise" in (t := _css(d, "#caption-media").text) and "KB" in t, what="upload")
@@ -341,7 +343,8 @@ def test_app_listens_on_loopback_only(app_server):
     rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
     listening = [r[1] for r in rows if r[3] == "0A" and int(r[1].split(":")[1], 16) == app_server["port"]]
     assert listening and all(a.split(":")[0] == "0100007F" for a in listening), listening
-    assert "gradio.live" not in app_server["log"].read_text()
+    log = app_server["log"].read_text()
+    assert f"talkclip app on http://127.0.0.1:{app_server['port']}" in log and "gradio.live" not in log, log
 
 
 def test_missing_gradio_is_one_line(tmp_path):
@@ -350,3 +353,24 @@ def test_missing_gradio_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, HF_HUB_OFFLINE="1"), cwd=tmp_path)
     assert "pip install -e '.[app]'" in assert_one_line_error(proc)
+
+
+def test_dataset_filters_and_tar_clips_in_process(tmp_path):
+    """The Dataset tab's functions without a server: filters, and a clip read from a speaker's tar."""
+    from talkclip.pipelines.app import AppOptions, AppState, clip_tab, filter_clips
+
+    facts, build = cached_mini_build()
+    state = AppState(AppOptions(data=build), tmp_path)
+    state.load()
+    everything = filter_clips(state, "all", "all", "all", "all")
+    assert sorted(everything["clip_id"]) == facts["expected_ok"]
+    happy = filter_clips(state, "all", "happy", "all", "all")
+    assert len(happy) and set(happy["emotion"]) == {"happy"}
+    w001_level1 = filter_clips(state, "W001", "all", "1", "all")
+    assert len(w001_level1) and set(w001_level1["speaker"]) == {"W001"} and set(w001_level1["level"]) == {1}
+    with_au25 = filter_clips(state, "all", "all", "all", "AU25")
+    assert 0 < len(with_au25) < len(everything) and all("AU25" in a.split() for a in with_au25["active_aus"])
+    cid = next(c for c in facts["expected_ok"] if c.startswith("W001"))     # W001 lives in video.tar
+    video, _fig, text = clip_tab(state, cid)
+    assert Path(video).parent == tmp_path / "clips" and cid in text
+    assert sum(1 for _ in iter_frames(video)) == int(state.clips.set_index("clip_id").loc[cid, "frames"])
