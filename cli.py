@@ -613,6 +613,8 @@ def generate_cmd(
     stream: bool = typer.Option(False, "--stream", help="Write a fragmented mp4 in place while generating (a player can "
                                 "open it as it grows); removed if interrupted, unless --keep-partial."),
     keep_partial: bool = typer.Option(False, "--keep-partial", help="With --stream: keep what an interrupted stream wrote."),
+    transcript: Optional[str] = typer.Option(None, "--transcript", help="What the speech says: for checkpoints that read "
+                                             "phonemes, align its dictionary phones instead of recognising them."),
 ) -> None:
     """Portrait + speech + style sentence -> talking-head mp4 (marked synthetic)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -634,7 +636,7 @@ def generate_cmd(
                            export_blendshapes=export_blendshapes, style_video=style_video, text_mix=mix,
                            intensity=intensity, pose_video=pose_video, watermark=not no_watermark,
                            smooth=smooth, basis=basis, threads=threads, renderer=renderer, stream=stream,
-                           keep_partial=keep_partial, progress=on_progress)
+                           keep_partial=keep_partial, transcript=transcript, progress=on_progress)
     finally:
         if bar.live.is_started:
             bar.stop()
@@ -643,6 +645,8 @@ def generate_cmd(
                   f"({summary.duration_s:.2f} s, audio {summary.audio_duration_s:.2f} s), style from {summary.style_source}")
     console.print(f"time: load {t['load']:.1f}s, prepare {t['prepare']:.2f}s, text {t['text']:.2f}s, motion {t['motion']:.2f}s, "
                   f"render {t['render']:.2f}s, encode {t.get('encode', 0.0):.2f}s; real-time factor {summary.realtime_factor:.2f}")
+    if summary.phonemes:
+        console.print(f"phonemes: {summary.phonemes}", markup=False, highlight=False)
     if summary.blendshapes_csv:
         console.print(f"blendshapes: {summary.blendshapes_csv}")
 
@@ -780,4 +784,5 @@ def app_cmd(
     Needs the optional extra 'app' (pip install -e '.\\[app]'). Never opens a public share link."""
     from talkclip.pipelines.app import AppOptions, serve
 
-    serve(AppOptions(checkpoint=checkpoint, data=data_dir, host=host, port=port, device=device))
+    serve(AppOptions(checkpoint=checkpoint, data=data_dir, host=host, port=port, device=device),
+          ready=lambda url: err_console.print(f"talkclip app on {url} (Ctrl+C to stop)", markup=False, highlight=False))

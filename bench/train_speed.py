@@ -2,7 +2,8 @@
 
 Figures, all measured in this run on the same in-memory TA-MEAD-like clips:
 - steps/s of the full training step (generator forward/backward/Adam + temporal discriminator):
-  ``TalkCLIPSolver.run_step``, the step `talkclip train` runs,
+  ``TalkCLIPSolver.run_step``, the step `talkclip train` runs (grad clipping included: the
+  hand-written step this bench timed before omitted it, about 8% of a tiny CPU step),
 - samples/s of the real data path (TAMEADWindows + DataLoader) with 0 and 2 workers,
 - the ratio loader samples/s / (steps/s x batch): > 1 means the loader keeps up (the baseline
   is the rate the training step consumes samples at).

@@ -21,22 +21,24 @@ never opens a share link. Gradio is an optional extra (``pip install -e '.[app]'
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import os
+import queue
 import shutil
-import sys
 import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from talkclip import InputError, MissingAssetError, TalkclipError, one_line
 from talkclip.schemas import AU_IDS
+from talkclip.schemas.files import atomic_write, atomic_write_bytes
 
 log = logging.getLogger("talkclip.app")
 
@@ -56,6 +58,7 @@ NO_CHECKPOINT = ("**No checkpoint loaded.** Start the app with `talkclip app --c
 NO_DATA = ("**No dataset loaded.** Start the app with `talkclip app --data BUILD`, a TA-MEAD folder from "
            "`talkclip-data build-ta-mead` (`talkclip-data demo` makes a tiny one in `demo_out/ta-mead`).")
 ALL = "all"
+PREVIEW_FRAMES = 25     # while generating, show the video so far every this many new frames
 
 
 @dataclass(frozen=True)
@@ -78,26 +81,40 @@ def import_gradio():
 
 
 def ui_errors(fn: Callable) -> Callable:
-    """Run a tab function; any error becomes the CLI's one line in the UI (gr.Error), no traceback.
-    Project errors are expected and not logged; anything else is logged with its traceback on the
-    server's stderr (a bug to fix) and still shown as one line."""
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
+    """Run a tab function (a plain or a generator function); any error becomes the CLI's one
+    line in the UI (gr.Error), no traceback. Project errors are expected and not logged;
+    anything else is logged with its traceback on the server's stderr (a bug to fix) and still
+    shown as one line."""
+    def one_line_error(e: BaseException, args: tuple, kwargs: dict):
         import gradio as gr
 
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except TalkclipError as e:
+        if isinstance(e, gr.Error):
+            return e
+        if isinstance(e, TalkclipError):
             msg = one_line(e)
-        except Exception as e:  # noqa: BLE001 - the server must keep serving
-            log.exception("unexpected error in %s", fn.__name__)
+        else:
+            log.error("unexpected error in %s", fn.__name__, exc_info=e)
             msg = f"unexpected {type(e).__name__}: {one_line(e)}"
         for a in (*args, *kwargs.values()):   # uploads live in Gradio's cache: name them as the user did
             if isinstance(a, str) and len(a) > 1 and os.path.isabs(a):
                 msg = msg.replace(a, Path(a).name)
-        raise gr.Error(f"error: {msg}", print_exception=False)
+        return gr.Error(f"error: {msg}", print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def wrapped_gen(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - the server must keep serving
+                raise one_line_error(e, args, kwargs) from None
+        return wrapped_gen
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - the server must keep serving
+            raise one_line_error(e, args, kwargs) from None
     return wrapped
 
 
@@ -184,7 +201,7 @@ class AppState:
         self.options = options
         self.workdir = workdir
         self.au_table = load_au_table(None)
-        self.model = None
+        self.loaded = None                    # (renderer, model), loaded once per process
         self.checkpoint: Path | None = None   # the local checkpoint directory
         self._lock = threading.Lock()
         self.clips = None            # pandas DataFrame of the build's clips, one row per clip
@@ -199,11 +216,12 @@ class AppState:
     def load(self) -> None:
         """Load the checkpoint and read the build up front, so bad options fail at start-up."""
         if self.options.checkpoint is not None:
-            from talkclip.model.checkpoint import load_checkpoint
+            from talkclip.model.device import resolve_device
             from talkclip.model.hub import resolve_checkpoint
+            from talkclip.pipelines.generate import load_models
 
             self.checkpoint = resolve_checkpoint(self.options.checkpoint)    # a Hub id is fetched once
-            self.model = load_checkpoint(self.checkpoint, device=self.options.device)
+            self.loaded = load_models(self.checkpoint, str(resolve_device(self.options.device)))
         if self.options.data is not None:
             self.clips, self.stats, self.mead_root = read_build(Path(self.options.data))
 
@@ -242,31 +260,69 @@ def caption_tab(state: AppState, media: str | None, subject: str, emotion: str, 
 
 def generate_tab(state: AppState, portrait: str | None, speech: str | None, text: str, mix_text: str,
                  mix_weight: float, intensity: float, style_video: str | None, pose_video: str | None,
-                 progress=None):
-    """Portrait + speech + style -> (mp4 path, curves figure, CSV path, timings markdown)."""
-    from talkclip.pipelines.generate import generate
+                 progress=None) -> Iterator[tuple]:
+    """Portrait + speech + style -> yields (mp4 path, curves figure, CSV path, timings markdown):
+    while rendering, snapshots of the growing (fragmented) mp4 every :data:`PREVIEW_FRAMES`
+    frames with only a progress line; last, the finished video with curves, CSV and timings."""
+    from talkclip.pipelines.generate import GenerateRequest, run
 
-    if state.model is None:
+    if state.loaded is None:
         raise InputError("no checkpoint loaded: start the app with --checkpoint DIR")
     if not portrait or not speech:
         raise InputError("a portrait and a speech file are needed")
     out = state.out_dir()
-    mix = [(mix_text.strip(), float(mix_weight))] if mix_text and mix_text.strip() else None
+    mix = ((mix_text.strip(), float(mix_weight)),) if mix_text and mix_text.strip() else ()
+    req = GenerateRequest(state.checkpoint, portrait, speech, (text or "").strip() or None, out / "talkclip.mp4",
+                          device=state.options.device, export_blendshapes=out / "blendshapes_arkit.csv",
+                          style_video=style_video or None, text_mix=mix, intensity=float(intensity),
+                          pose_video=pose_video or None, stream=True)    # the mp4 grows as frames are rendered
+    snapshots: queue.Queue = queue.Queue()
+    shown = [0]
 
-    def on_progress(stage, done, total):
+    def on_progress(stage, done, total):   # in the worker thread
         if progress is not None:
             progress((done, total), desc=stage, unit="frames")
+        if done < total and done - shown[0] >= PREVIEW_FRAMES and req.out.is_file():
+            shown[0] = done
+            snap = out / f"partial-{done:05d}.mp4"
+            shutil.copyfile(req.out, snap)
+            snapshots.put((str(snap), f"rendering: {done}/{total} frames ..."))
 
     with state._lock:   # one generation at a time per process (torch threads are process-wide)
-        s = generate(state.checkpoint, portrait, speech, (text or "").strip() or None, out / "talkclip.mp4",
-                     device=state.options.device, export_blendshapes=out / "blendshapes_arkit.csv",
-                     style_video=style_video or None, text_mix=mix, intensity=float(intensity),
-                     pose_video=pose_video or None, progress=on_progress)
+        result = _in_thread(lambda: run(req, on_progress, loaded=state.loaded), snapshots)
+        for item in result:
+            yield item[0], None, None, item[1]
+    s = result.value
     t = s.timings
     timings = (f"{s.frames} frames at {s.fps:g} fps ({s.duration_s:.2f} s), style from {s.style_source}; "
-               f"time: prepare {t['prepare']:.2f} s, text {t['text']:.2f} s, motion {t['motion']:.2f} s, "
-               f"render {t['render']:.2f} s, encode {t['encode']:.2f} s; real-time factor {s.realtime_factor:.2f}")
-    return str(s.out), curves_figure(s.blendshapes_csv, s.fps), str(s.blendshapes_csv), timings
+               f"time: prepare {t['prepare']:.2f} s, text {t['text']:.2f} s, motion, render and encode "
+               f"{t['motion'] + t['render'] + t['encode']:.2f} s; real-time factor {s.realtime_factor:.2f}")
+    yield str(s.out), curves_figure(s.blendshapes_csv, s.fps), str(s.blendshapes_csv), timings
+
+
+class _in_thread:
+    """Run ``fn`` in a thread; iterating yields what it puts in ``items`` meanwhile; then
+    ``value`` is its result (its exception is raised at the end of the iteration)."""
+
+    def __init__(self, fn: Callable, items: "queue.Queue"):
+        self.items, self.value, self.error = items, None, None
+
+        def work():
+            try:
+                self.value = fn()
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer
+                self.error = e
+        self.thread = threading.Thread(target=work, name="talkclip-app-generate", daemon=True)
+        self.thread.start()
+
+    def __iter__(self):
+        while self.thread.is_alive() or not self.items.empty():
+            try:
+                yield self.items.get(timeout=0.2)
+            except queue.Empty:
+                continue
+        if self.error is not None:
+            raise self.error
 
 
 # ---------------------------------------------------------------- the Dataset tab
@@ -317,15 +373,12 @@ def clip_video(state: AppState, video_path: str, clip_id: str) -> str | None:
     out = state.workdir / "clips" / f"{clip_id}{Path(video_path.split('::')[-1]).suffix or '.mp4'}"
     if not out.is_file():
         ref = media_ref(video_path, state.mead_root)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".part")
         if ref.member is None:
             if not Path(ref.path).is_file():
                 raise InputError(f"video of {clip_id} not found: {ref.path}")
-            shutil.copyfile(ref.path, tmp)
+            atomic_write(out, lambda tmp: shutil.copyfile(ref.path, tmp))
         else:
-            tmp.write_bytes(read_member(ref))
-        tmp.rename(out)
+            atomic_write_bytes(out, read_member(ref))
     return str(out)
 
 
@@ -381,9 +434,9 @@ def _caption_ui(gr, state: AppState) -> None:
 
 
 def _generate_ui(gr, state: AppState) -> None:
-    if state.model is None:
+    if state.loaded is None:
         gr.Markdown(NO_CHECKPOINT, elem_id="generate-missing")
-    with gr.Row(visible=state.model is not None):
+    with gr.Row(visible=state.loaded is not None):
         with gr.Column(scale=2):
             with gr.Row():
                 # a file, not gr.Image: Gradio would decode (and reject) the image itself before the
@@ -416,8 +469,8 @@ def _generate_ui(gr, state: AppState) -> None:
     @ui_errors
     def generate(portrait, speech, text, mix_text, mix_weight, intensity, style_video, pose_video,
                  progress=gr.Progress()):
-        return generate_tab(state, portrait, speech, text, mix_text, mix_weight, intensity, style_video,
-                            pose_video, progress)
+        yield from generate_tab(state, portrait, speech, text, mix_text, mix_weight, intensity, style_video,
+                                pose_video, progress)
 
     button.click(generate, [portrait, speech, text, mix_text, mix_weight, intensity, style_video, pose_video],
                  [video, curves, csv_file, timings], api_name="generate")
@@ -497,7 +550,8 @@ def build_app(state: AppState):
 
 
 def serve(options: AppOptions, *, ready: Callable[[str], None] | None = None) -> None:
-    """Load everything once, then serve the app until interrupted (blocks)."""
+    """Load everything once, then serve the app until interrupted (blocks); ``ready(url)`` is
+    called once it answers."""
     gr = import_gradio()
     if not (0 < options.port < 65536):
         raise InputError(f"--port must be within 1..65535, got {options.port}")
@@ -512,10 +566,11 @@ def serve(options: AppOptions, *, ready: Callable[[str], None] | None = None) ->
             demo.launch(server_name=options.host, server_port=options.port, share=False, inbrowser=False,
                         show_error=False, quiet=True, ssr_mode=False, mcp_server=False, pwa=False,
                         allowed_paths=[str(workdir)], theme=theme, prevent_thread_lock=True, run_history=False)
-        except OSError as e:
-            raise InputError(f"cannot listen on {options.host}:{options.port}: {one_line(e)}") from None
-        url = f"http://{options.host}:{options.port}"
-        (ready or (lambda u: print(f"talkclip app on {u} (Ctrl+C to stop)", file=sys.stderr, flush=True)))(url)
+        except OSError as e:   # Gradio's message names its own settings; say it in the CLI's terms
+            why = "the port is in use" if "empty port" in str(e) else one_line(e)
+            raise InputError(f"cannot listen on {options.host}:{options.port}: {why} (choose another with --port)") from None
+        if ready is not None:
+            ready(f"http://{options.host}:{options.port}")
         demo.block_thread()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

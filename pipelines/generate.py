@@ -21,6 +21,10 @@ no partial file under any name. With ``stream=True`` the mp4 is a fragmented mp4
 place as frames are made (a player can open it while it grows); an interrupted stream removes
 it unless ``keep_partial``.
 
+Per process, portrait face tracks and renderer states are kept in small LRU caches (keyed by
+the portrait's pixels and the renderer's files), so repeated requests with one portrait prepare
+it once; a long-lived caller loads the models once with :func:`load_models` (the app does).
+
 Streaming API: :meth:`Session.stream` takes audio chunks and yields frames and blendshape rows
 as soon as their look-ahead has arrived (:mod:`talkclip.pipelines.motion`); its output equals
 the offline one.
@@ -95,6 +99,7 @@ class GenerateSummary:
     # decoding, per request), text, motion, render, encode (the part not overlapped with render)
     timings: dict[str, float] = field(default_factory=dict)
     first_frame_s: float | None = None   # streaming: seconds from the first audio chunk to the first frame
+    phonemes: str | None = None   # checkpoints that read phonemes: how they were made (recognised / aligned)
 
     @property
     def realtime_factor(self) -> float:
@@ -140,6 +145,7 @@ class GenerateRequest:
     renderer: Path | None = None
     stream: bool = False
     keep_partial: bool = False
+    transcript: str | None = None   # checkpoints that read phonemes: align to it instead of recognising
 
     def __post_init__(self) -> None:
         paths = ("checkpoint", "image", "audio", "out", "export_blendshapes", "style_video", "pose_video",
@@ -185,6 +191,11 @@ def _check_style(r: GenerateRequest) -> None:
         raise InputError("a style is needed: --text \"...\" or --style-video PATH")
     if r.renderer is not None and r.basis is not None:
         raise InputError("give either --renderer (neural) or --basis (rig), not both")
+    if r.transcript is not None:
+        from talkclip.annotate.phonemes import normalize_text
+
+        if not normalize_text(r.transcript):
+            raise InputError(f"--transcript {r.transcript!r} has no words")
 
 
 def _checkpoint_kind(flag: str, path: Path) -> str | None:
@@ -571,7 +582,7 @@ def decode_inputs(req: GenerateRequest) -> Inputs:
             raise MediaError(f"audio {req.audio} is too short ({len(wav) / sr:.3f} s)")
         audio_out = load_audio(req.audio, AUDIO_OUT_RATE)
     rgb = load_image(req.image)
-    face = track_portrait(rgb, req.landmarker)
+    face = _FACES.get((_pixels_key(rgb), str(req.landmarker)), lambda: track_portrait(rgb, req.landmarker))
     timings = {"prepare": time.perf_counter() - t}
     t = time.perf_counter()
     style_track = track_media(req.style_video, req.landmarker) if req.style_video is not None else None
@@ -580,6 +591,54 @@ def decode_inputs(req: GenerateRequest) -> Inputs:
     pose = PoseTrack.from_track(track_media(req.pose_video, req.landmarker), req.fps) if req.pose_video else None
     timings["motion"] = time.perf_counter() - t
     return Inputs(checkpoint, rgb, face, sr, wav, audio_out, style_track, pose, timings)
+
+
+# ---------------------------------------------------------------- per-process caches
+
+class _Lru:
+    """A small least-recently-used cache (thread-safe): what is paid once per portrait or model
+    is not paid again by the next request in the same process (the app, a server, the bench)."""
+
+    def __init__(self, size: int):
+        from collections import OrderedDict
+
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key, make: Callable[[], Any]) -> Any:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        value = make()
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
+_FACES = _Lru(8)     # portrait pixels -> tracked face
+_STATES = _Lru(4)    # portrait, renderer, size -> renderer state (mesh, rig, flow interpolation)
+
+
+def _file_key(path: Path) -> tuple:
+    """(path, size, mtime) of a file: a rewritten file is a new key."""
+    st = path.stat() if path.exists() else None
+    return (str(path.resolve()), st.st_size if st else None, st.st_mtime_ns if st else None)
+
+
+def _renderer_key(req: GenerateRequest) -> tuple:
+    """What a portrait's renderer state depends on besides the portrait: the renderer (its
+    checkpoint's weights file, or the rig and its basis file) and the device."""
+    if req.renderer is not None:
+        return ("neural", _file_key(Path(req.renderer) / "model.safetensors"), req.device)
+    return ("rig", _file_key(req.basis) if req.basis else None, req.device)
+
+
+def _pixels_key(rgb: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(rgb).view(np.uint8).data).hexdigest() + str(rgb.shape)
 
 
 # ---------------------------------------------------------------- a prepared generation
@@ -593,6 +652,25 @@ class Piece:
     blendshapes: np.ndarray    # (n, 52) float32, MediaPipe order
 
 
+Loaded = tuple  # (renderer, TalkCLIP model) as load_models returns them
+
+
+def load_models(checkpoint: Path, device: str = "cpu", *, renderer: Path | None = None,
+                basis: Path | None = None, landmarker: Path | None = None) -> Loaded:
+    """(renderer, model): the rig (with ``basis``), or the trained neural renderer ``renderer``,
+    and the TalkCLIP ``checkpoint`` (a local directory), on ``device``."""
+    from talkclip.model.checkpoint import load_checkpoint
+    from talkclip.model.renderer import Renderer
+
+    if renderer is not None:   # the trained neural renderer
+        from talkclip.model.neural_renderer import NeuralRenderer
+
+        rend = NeuralRenderer(renderer, device=device, landmarker=landmarker)
+    else:
+        rend = Renderer(device=device, basis=basis, landmarker=landmarker)
+    return rend, load_checkpoint(checkpoint, device=device)
+
+
 class Session:
     """Models loaded, portrait prepared and style computed, once; then any number of offline
     runs or streams with that portrait and style.
@@ -602,30 +680,27 @@ class Session:
             show(piece.frames)
     """
 
-    def __init__(self, req: GenerateRequest, inputs: Inputs | None = None):
-        from talkclip.model.checkpoint import load_checkpoint
-        from talkclip.model.renderer import Renderer
-
+    def __init__(self, req: GenerateRequest, inputs: Inputs | None = None, loaded: Loaded | None = None):
+        """``loaded``: renderer and model a long-lived caller loaded once for this request's
+        checkpoint, renderer and device (the browser app keeps them per process)."""
         self.req = req
         self.inputs = inputs if inputs is not None else decode_inputs(req)
         self.timings = dict(self.inputs.timings)
         t = time.perf_counter()
         with _torch_threads(req.threads):
-            if req.renderer is not None:   # the trained neural renderer
-                from talkclip.model.neural_renderer import NeuralRenderer
-
-                self.renderer = NeuralRenderer(req.renderer, device=req.device, landmarker=req.landmarker)
-            else:
-                self.renderer = Renderer(device=req.device, basis=req.basis, landmarker=req.landmarker)
-            self.model = load_checkpoint(self.inputs.checkpoint, device=req.device)
+            self.renderer, self.model = loaded or load_models(self.inputs.checkpoint, req.device, renderer=req.renderer,
+                                                              basis=req.basis, landmarker=req.landmarker)
             self.timings["load"] = time.perf_counter() - t
             t = time.perf_counter()
-            self.state = self.renderer.prepare(self.inputs.rgb, size=req.size, face=self.inputs.face)
+            skey = (_pixels_key(self.inputs.rgb), str(req.landmarker), _renderer_key(req), req.size)
+            self.state = _STATES.get(skey, lambda: self.renderer.prepare(self.inputs.rgb, size=req.size,
+                                                                          face=self.inputs.face))
             self.timings["prepare"] += time.perf_counter() - t
             t = time.perf_counter()
             self.style, self.neutral, self.style_source = self._styles()
             self.timings["text"] += time.perf_counter() - t
         self.mark = watermark_patch(req.size) if req.watermark else None
+        self.phonemes: str | None = None     # set when the checkpoint reads phonemes (see _phone_ids)
 
     @property
     def sample_rate(self) -> int:
@@ -656,12 +731,33 @@ class Session:
 
         model, style, neutral, x = self.model, self.style, self.neutral, self.req.intensity
 
-        def decode(feats: np.ndarray) -> np.ndarray:   # (n, n_mels) -> (n, 52)
+        phones = self._phone_ids() if "phoneme" in model.config.model.audio_input else None
+
+        def decode(feats: np.ndarray) -> np.ndarray:   # (n, n_mels [+ 1 phone id]) -> (n, 52)
+            ids = None
+            if phones is not None:
+                ids, feats = torch.from_numpy(feats[:, -1].astype(np.int64)), feats[:, :-1]   # (n,), (n, n_mels)
             f = torch.from_numpy(np.ascontiguousarray(feats))
-            styled = model.generate(f, style).numpy().astype(np.float32)
-            base = None if neutral is None else model.generate(f, neutral).numpy().astype(np.float32)
+            styled = model.generate(f, style, phonemes=ids).numpy().astype(np.float32)
+            base = None if neutral is None else model.generate(f, neutral, phonemes=ids).numpy().astype(np.float32)
             return mix_intensity(styled, base, x)
-        return MotionStream(decode, model.config.audio, self.req.fps, model.w, self.req.smooth)
+        return MotionStream(decode, model.config.audio, self.req.fps, model.w, self.req.smooth, phone_ids=phones)
+
+    def _phone_ids(self) -> np.ndarray:
+        """(T,) phone ids of the whole request audio on the output frame grid, for checkpoints that
+        read phonemes: aligned to ``transcript`` when given, else recognised (annotate.phonemes)."""
+        from talkclip.annotate.media import load_audio
+        from talkclip.annotate.phonemes import SAMPLE_RATE, extract
+
+        req, wav, sr = self.req, self.inputs.wav, self.sample_rate
+        if wav is None:
+            raise InputError("this checkpoint reads phonemes, which need the whole audio first: "
+                             "stream from a file (--stream), not from chunks")
+        t = time.perf_counter()
+        res = extract(wav if sr == SAMPLE_RATE else load_audio(req.audio, SAMPLE_RATE), req.transcript)
+        self.phonemes = res.method + (f" ({res.note})" if res.note else "")
+        self.timings["phonemes"] = time.perf_counter() - t
+        return res.ids(req.fps, max(1, int(round(len(wav) / sr * req.fps))))    # MotionStream's frame count
 
     def poses(self, frames: np.ndarray) -> np.ndarray | None:
         """(n, 4, 4) head rotations of output frames, or None for a still head."""
@@ -722,13 +818,14 @@ def generate(checkpoint: str | Path, image: str | Path, audio: str | Path, text:
     return run(req, progress)
 
 
-def run(req: GenerateRequest, progress: Callable[[str, int, int], None] | None = None) -> GenerateSummary:
-    """Run one validated request: decode and check the inputs, load, then motion, render and
-    encode (offline) or stream (``req.stream``)."""
+def run(req: GenerateRequest, progress: Callable[[str, int, int], None] | None = None,
+        loaded: Loaded | None = None) -> GenerateSummary:
+    """Run one validated request: decode and check the inputs, load (unless ``loaded``, see
+    :class:`Session`), then motion, render and encode (offline) or stream (``req.stream``)."""
     if req.audio is None or req.out is None:
         raise InputError("generate needs --audio and --out")
     with _terminate_cleanly():
-        session = Session(req)
+        session = Session(req, loaded=loaded)
         with _torch_threads(req.threads):
             bs, summary = (_stream_file if req.stream else _offline)(session, progress)
         if req.export_blendshapes is not None:   # after the video: a failed run leaves neither
@@ -809,4 +906,4 @@ def _summary(session: Session, T: int, silent: int, audio_s: float) -> GenerateS
     req = session.req
     return GenerateSummary(out=req.out, frames=T, fps=float(req.fps), size=req.size, duration_s=T / req.fps,
                            audio_duration_s=audio_s, style_source=session.style_source, silent_frames=silent,
-                           watermark=req.watermark, timings=session.timings)
+                           watermark=req.watermark, timings=session.timings, phonemes=session.phonemes)

@@ -123,9 +123,12 @@ class MotionStream:
     """Audio samples at the model's rate in, final blendshape rows out (see the module docstring).
 
     ``decode(features (n, n_mels) tensor) -> (n, 52)`` runs the model (``model.generate`` with the
-    style, mixed with the neutral style by ``intensity``); ``w`` its context in frames."""
+    style, mixed with the neutral style by ``intensity``); ``w`` its context in frames.
+    ``phone_ids`` (T,): per-frame phone ids of the whole utterance, for models that read
+    phonemes; they travel as one extra last feature column, which ``decode`` splits off."""
 
-    def __init__(self, decode: Callable, audio_cfg, fps: float, w: int, smooth: float):
+    def __init__(self, decode: Callable, audio_cfg, fps: float, w: int, smooth: float,
+                 phone_ids: np.ndarray | None = None):
         from talkclip.model.audio import audio_features
 
         self.cfg, self.fps, self.sr = audio_cfg, float(fps), int(audio_cfg.sample_rate)
@@ -134,6 +137,8 @@ class MotionStream:
         need = audio_cfg.n_fft // 2 + audio_cfg.hop_length
         self.margin = self.period * math.ceil(need / self.step)                 # frames, aligned
         self.features = audio_features
+        self.phone_ids = phone_ids
+        self.width = audio_cfg.n_mels + (phone_ids is not None)   # feature columns (+ phone id)
         self.wav = np.zeros(0, np.float32)
         self.wav0 = 0                    # absolute index of wav[0]
         self.n_samples = 0
@@ -165,7 +170,7 @@ class MotionStream:
             stop = self.n_frames()
         else:   # whole periods whose right margin has arrived
             stop = (self.n_samples // self.step) * self.period - self.margin
-        feats = np.zeros((0, self.cfg.n_mels), np.float32)
+        feats = np.zeros((0, self.width), np.float32)
         if stop > self.n_feat:
             feats = self._features(stop, final)
         return self._decode(feats, final)
@@ -177,6 +182,11 @@ class MotionStream:
         seg = self.wav[s0 - self.wav0:] if final else self.wav[s0 - self.wav0:s1 - self.wav0]
         n = stop - a0 if final else stop + self.margin - a0
         feats = self.features(seg, self.fps, n, self.cfg)[self.n_feat - a0:stop - a0].numpy()  # (m, n_mels)
+        if self.phone_ids is not None:   # (m, n_mels + 1): the phone id of each row, silence past the ids
+            ids = np.zeros(len(feats), np.float32)
+            known = self.phone_ids[self.n_feat:self.n_feat + len(feats)]
+            ids[:len(known)] = known
+            feats = np.concatenate([feats, ids[:, None]], 1)
         dbfs = frame_rms_dbfs(self.wav, self.sr, self.fps, stop - self.n_feat, first=self.n_feat, offset=self.wav0)
         self.dbfs = np.concatenate([self.dbfs, dbfs])
         self.n_feat = stop

@@ -66,3 +66,53 @@ def test_tiny_phoneme_model_trains_from_the_build(phoneme_checkpoint):
     assert cfg.model.audio_input == "phoneme" and cfg.model.n_phonemes == n_phonemes()
     assert (phoneme_checkpoint / "model.safetensors").is_file()
 
+
+
+def test_generate_extracts_phonemes(phoneme_checkpoint, tmp_path):
+    """A phoneme checkpoint generates from plain speech: phones recognised, or aligned to
+    --transcript; the ids reach the model (the curves differ) and streaming matches offline."""
+    import csv
+
+    def curves(path) -> np.ndarray:
+        return np.array([[float(x) for x in r[2:]] for r in list(csv.reader(open(path)))[1:]])   # (T, 52)
+
+    from talkclip.pipelines.generate import generate
+
+    args = (phoneme_checkpoint, FACES / "happy.jpg", SPEECH / "kids_door_en.wav", "A person is happy.")
+    fps = 10                                           # few frames to render: the test is about the motion
+    runs = {}
+    for name, opts in (("aligned", dict(transcript="Kids are talking by the door.")), ("recognised", {}),
+                       ("streamed", dict(transcript="Kids are talking by the door.", stream=True))):
+        s = generate(*args, tmp_path / f"{name}.mp4", export_blendshapes=tmp_path / f"{name}.csv", fps=fps, **opts)
+        assert s.frames == round(2.1768 * fps) and (tmp_path / f"{name}.mp4").stat().st_size > 0
+        runs[name] = (s, curves(tmp_path / f"{name}.csv"))
+    assert runs["aligned"][0].phonemes == "alignment" and runs["recognised"][0].phonemes == "recognition"
+    assert np.abs(runs["aligned"][1] - runs["recognised"][1]).max() > 1e-3
+    assert np.abs(runs["aligned"][1] - runs["streamed"][1]).max() < 1e-5
+
+
+def test_generate_cli_refuses_an_empty_transcript(phoneme_checkpoint, tmp_path, capsys):
+    import sys
+
+    from talkclip.cli import app
+
+    argv, sys.argv = sys.argv, ["talkclip", "generate", "--checkpoint", str(phoneme_checkpoint), "--image",
+                                str(FACES / "happy.jpg"), "--audio", str(SPEECH / "kids_door_en.wav"), "--text",
+                                "A person.", "--transcript", " ?! ", "--out", str(tmp_path / "o.mp4")]
+    try:
+        with pytest.raises(SystemExit) as e:
+            app()
+    finally:
+        sys.argv = argv
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "--transcript" in err[0], err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_streaming_api_refuses_a_phoneme_checkpoint(phoneme_checkpoint):
+    from talkclip import InputError
+    from talkclip.pipelines.generate import GenerateRequest, Session
+
+    session = Session(GenerateRequest(phoneme_checkpoint, FACES / "happy.jpg", None, "A person.", None))
+    with pytest.raises(InputError, match="reads phonemes.*whole audio"):
+        next(session.stream(iter([np.zeros(1600, np.float32)])))
