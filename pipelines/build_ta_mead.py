@@ -97,6 +97,7 @@ import json
 import os
 import queue
 import re
+import sys
 import signal
 import time
 import uuid
@@ -622,6 +623,27 @@ def _worker_main(index: int, cfg: _WorkerConfig, tasks, results) -> None:
         lock.close()
 
 
+def _start_quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with its stderr on /dev/null.
+
+    A Ctrl-C reaches every process of the terminal's group; when it lands while the queues'
+    semaphores are being released, the tracker (which cleans them up anyway) prints "leaked
+    semaphore" warnings after our one line. Its only output is such warnings, so it gets none of
+    the user's terminal. It inherits fd 2 when it starts, hence the brief redirection.
+    """
+    from multiprocessing import resource_tracker
+
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _run_inline(todo: Sequence, cfg: _WorkerConfig, emit: Callable[[_ClipResult], None]) -> list[str]:
     """Phase 1 in this process (jobs 1). On Ctrl-C the clips finished so far are committed."""
     worker = ClipWorker(cfg, 0)
@@ -679,6 +701,7 @@ def _run_phase1(todo: Sequence, cfg: _WorkerConfig, jobs: int, emit: Callable[[_
     import multiprocessing as mp
 
     ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    _start_quiet_resource_tracker()
     tasks, results = ctx.Queue(), ctx.Queue()
     for clip in todo:
         tasks.put(clip)
