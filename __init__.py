@@ -41,6 +41,10 @@ class LayoutError(TalkclipError):
     """A folder does not have the layout a command expects (e.g. not MEAD-shaped)."""
 
 
+class OutdatedTableError(LayoutError):
+    """A table written by an earlier talkclip lacks columns the current schema declares."""
+
+
 class CheckpointError(TalkclipError):
     """A checkpoint directory is missing, incomplete or corrupt."""
 

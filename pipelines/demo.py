@@ -26,4 +26,23 @@ def demo_corpus(out: str | Path) -> tuple[Path, Path]:
     mead = out / "mead"
     if not mead.is_dir():
         make_sample(mead)
-    return mead, out / "ta-mead"
+    build = out / "ta-mead"
+    if _outdated(build):   # the demo's own folder, built by an earlier talkclip: start it over
+        import shutil
+
+        shutil.rmtree(build)
+    return mead, build
+
+
+def _outdated(build: Path) -> bool:
+    """Whether ``build`` holds a work record that this version's schema cannot read."""
+    from talkclip import OutdatedTableError
+
+    from .build_ta_mead import STAGE1_SCHEMA, WORK_DIR
+    from .shards import read_table
+
+    try:
+        read_table(build / WORK_DIR / "stage1", STAGE1_SCHEMA)
+    except OutdatedTableError:
+        return True
+    return False

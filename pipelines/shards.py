@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from talkclip import OutdatedTableError
 from talkclip.schemas import cast_table
 from talkclip.schemas.build import shard_files
 from talkclip.schemas.files import TEMP_SUFFIX, atomic_output
@@ -108,6 +109,11 @@ def read_table(folder: str | Path, schema: pa.Schema | None = None,
     if schema is not None:
         want = list(columns) if columns else schema.names
         sub = pa.schema([schema.field(n) for n in want])
+        for t in tables:
+            missing = [n for n in want if n not in t.column_names]
+            if missing:
+                raise OutdatedTableError(f"{folder} was written by an earlier talkclip (no column {', '.join(missing)}): "
+                                         "build into a new folder, or delete this one to start over")
         tables = [cast_table(t, sub) for t in tables]
     return pa.concat_tables(tables)
 

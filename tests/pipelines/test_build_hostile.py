@@ -172,3 +172,25 @@ def test_a_video_without_frame_rate_is_a_decode_failure(tmp_path):
     with pytest.raises(MediaError, match="no frame rate in the video stream of x.mp4"):
         _check_frame_rate(info)
     assert _check_frame_rate(MediaInfo("y.mp4", False, 320, 180, 25.0, 30, 1.2, True)) is None
+
+
+def test_a_build_from_an_earlier_version_is_named_as_such(tmp_path, fixtures, landmarker):
+    """A work record written before the clips schema grew (e.g. no `sentence`/`intensity`) gives one
+    line that says so on a rerun, not a schema dump; the demo, which owns its folder, starts over."""
+    from talkclip.pipelines.demo import demo_corpus
+
+    facts, built = cached_mini_build()
+    old = tmp_path / "demo" / "ta-mead"
+    shutil.copytree(built, old)
+    for shard in shards.shard_files(old / ".work" / "stage1"):
+        t = pq.read_table(shard)
+        pq.write_table(t.drop_columns(["sentence", "intensity"]), shard)
+    before = _tree(old)
+    line = assert_one_line_error(subprocess.run(
+        [*data_cli_command(), "build-ta-mead", "--mead", str(facts["root"]), "--out", str(old)],
+        capture_output=True, text=True, timeout=300))
+    assert "earlier talkclip" in line and "sentence" in line
+    assert _tree(old) == before                       # nothing touched
+    (tmp_path / "demo" / "mead").mkdir()              # the demo's sample is there already
+    _, build = demo_corpus(tmp_path / "demo")
+    assert build == old and not old.exists()          # outdated demo build removed, to be rebuilt
