@@ -89,13 +89,7 @@ def claim_output_dir(path: str | Path, markers: tuple[str, ...], what: str) -> P
         if entries and not any((path / m).exists() for m in markers):
             raise InputError(f"{path} holds other files and is not {what}: choose an empty or new folder "
                              f"(refusing to touch {entries[0]!r} and the rest)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create {path}: {e.strerror or e}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write to {path}: permission denied")
-    return path
+    return _writable_dir(path)
 
 
 def check_output_file(path: str | Path, what: str, suffixes: tuple[str, ...] = ()) -> Path:
@@ -115,10 +109,19 @@ def check_output_file(path: str | Path, what: str, suffixes: tuple[str, ...] = (
     blocker = next((p for p in (parent, *parent.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise InputError(f"cannot write {path}: {blocker} is a file, not a folder")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create {parent}: {e.strerror or e}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write to {parent}: permission denied")
+    _writable_dir(parent)
     return path
+
+
+def _writable_dir(folder: Path) -> Path:
+    """Create ``folder`` (and its parents) when missing and check it can be written; one-line
+    :class:`talkclip.InputError` otherwise."""
+    from talkclip import InputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create {folder}: {e.strerror or e}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to {folder}: permission denied")
+    return folder
