@@ -79,7 +79,7 @@ FPS_RANGE = (1, 60)
 INTENSITY_RANGE = (0.0, 3.0)
 SMOOTH_RANGE = (0.0, 10.0)
 THREADS_RANGE = (0, 1024)
-RENDER_CHUNK = {256: 32, 512: 8}   # frames rendered (and handed to the encoder) at a time
+RENDER_CHUNK = {256: 16, 512: 8}   # frames rendered (and handed to the encoder) at a time
 STREAM_CHUNK_S = 0.2               # seconds of audio per step when streaming a file
 
 
@@ -118,6 +118,8 @@ class GenerateRequest:
     ``threads``: torch CPU threads while generating, restored afterwards. The rule: 0 (the
     default) leaves torch's own default (all cores); n >= 1 uses n threads (1 can be faster on a
     machine busy with other work, see bench/generate_speed.py); negative values are refused.
+    The video encoder runs beside rendering on the cores left over, at least one
+    (:meth:`encoder_threads`).
     ``audio``/``out`` may be None only for :class:`Session` (streaming audio arrives in chunks).
     ``text_mix``: extra (sentence, weight) pairs; the main ``text`` gets 1 - sum(weights).
     ``renderer``: a trained neural renderer checkpoint instead of the rig (``basis``: a fitted
@@ -162,6 +164,15 @@ class GenerateRequest:
         from talkclip.model.device import resolve_device
 
         object.__setattr__(self, "device", str(resolve_device(self.device)))
+
+    def encoder_threads(self) -> int:
+        """x264's threads: rendering on the CPU keeps its ``threads`` cores (0: all) and the
+        encoder gets the rest, at least one (on 2 cores a second x264 thread only slows the
+        renderer down; bench/generate_speed.py); with a GPU renderer x264 picks for itself (0)."""
+        if self.device != "cpu":
+            return 0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores - (self.threads or cores))
 
 
 def _in_range(flag: str, value: Any, lo: float, hi: float, integer: bool = False) -> None:
@@ -345,7 +356,9 @@ class Mp4Writer:
     audio interleaved) that a player can read while it grows."""
 
     def __init__(self, path: Path, fps: float, size: int, audio: np.ndarray | None,
-                 audio_rate: int = AUDIO_OUT_RATE, comment: str = SYNTHETIC_TAG, fragmented: bool = False):
+                 audio_rate: int = AUDIO_OUT_RATE, comment: str = SYNTHETIC_TAG, fragmented: bool = False,
+                 threads: int = 0):
+        """``threads``: x264's threads (0: its own choice, one per core and more)."""
         import av
         from fractions import Fraction
 
@@ -357,7 +370,7 @@ class Mp4Writer:
         self.v = self.c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self.v.width = self.v.height = size
         self.v.pix_fmt = "yuv420p"
-        self.v.options = {"crf": "20", "preset": "veryfast"}
+        self.v.options = {"crf": "20", "preset": "veryfast", "threads": str(threads)}
         if fragmented:   # no frame delay, a key frame (so a fragment) every second
             self.v.options = {**self.v.options, "tune": "zerolatency", "g": str(max(1, round(fps)))}
         self.audio = None if audio is None else np.clip(audio, -1, 1).astype(np.float32)
@@ -394,6 +407,11 @@ class Mp4Writer:
                 self.c.mux(p)
             self.audio_done += chunk.shape[1]
 
+    def write_audio(self) -> None:
+        """Encode the whole sound track now (a plain mp4 may hold it ahead of the video; the
+        background encoder does this while the first frames are being made)."""
+        self._audio_until(len(self.audio) if self.a is not None else 0)
+
     def close(self) -> None:
         for p in self.v.encode():
             self.c.mux(p)
@@ -415,14 +433,20 @@ class BackgroundEncoder:
     the GIL while x264 works). ``put(frames)`` queues; ``finish()`` waits and re-raises the
     encoder's error; ``waited`` is the time the caller spent blocked on it."""
 
-    def __init__(self, writer: Mp4Writer, depth: int = 2):
-        self.writer, self.q = writer, queue.Queue(maxsize=depth)
+    def __init__(self, writer: Mp4Writer, depth: int = 2, first: Callable[[], None] | None = None):
+        """``first``: work for the encoder thread before the first frames (e.g. the sound track)."""
+        self.writer, self.q, self.first = writer, queue.Queue(maxsize=depth), first
         self.error: BaseException | None = None
         self.waited = 0.0
         self.t = threading.Thread(target=self._run, name="talkclip-encode", daemon=True)
         self.t.start()
 
     def _run(self) -> None:
+        if self.first is not None:
+            try:
+                self.first()
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                self.error = e
         while (frames := self.q.get()) is not None:
             if self.error is None:
                 try:
@@ -453,7 +477,7 @@ def video_output(req: GenerateRequest, audio: np.ndarray | None) -> Iterator[Mp4
     and removed when the run fails or is interrupted (unless ``req.keep_partial``)."""
     if req.stream:
         req.out.parent.mkdir(parents=True, exist_ok=True)
-        w = Mp4Writer(req.out, req.fps, req.size, audio, fragmented=True)
+        w = Mp4Writer(req.out, req.fps, req.size, audio, fragmented=True, threads=req.encoder_threads())
         try:
             yield w
             w.close()
@@ -464,7 +488,7 @@ def video_output(req: GenerateRequest, audio: np.ndarray | None) -> Iterator[Mp4
             raise
         return
     with atomic_output(req.out) as tmp:
-        w = Mp4Writer(tmp, req.fps, req.size, audio)
+        w = Mp4Writer(tmp, req.fps, req.size, audio, threads=req.encoder_threads())
         try:
             yield w
             w.close()
@@ -835,20 +859,21 @@ def run(req: GenerateRequest, progress: Callable[[str, int, int], None] | None =
 
 def _offline(session: Session, progress) -> tuple[np.ndarray, GenerateSummary]:
     req, inputs, timings = session.req, session.inputs, session.timings
-    t = time.perf_counter()
-    motion = session.motion()
-    bs = motion.push(inputs.wav, final=True)                            # (T, 52): the whole audio at once
-    if not np.isfinite(bs).all():
-        raise CheckpointError("the model produced non-finite blendshapes (NaN or Inf): its weights are damaged")
-    T = len(bs)
-    pose = session.poses(np.arange(T))
-    timings["motion"] += time.perf_counter() - t
     timings["render"] = 0.0
     chunk = RENDER_CHUNK.get(req.size, 8)
     try:
         with video_output(req, inputs.audio_out) as writer:
-            enc = BackgroundEncoder(writer)
+            enc = BackgroundEncoder(writer, first=writer.write_audio)    # the sound track while motion runs
             try:
+                t = time.perf_counter()
+                motion = session.motion()
+                bs = motion.push(inputs.wav, final=True)                # (T, 52): the whole audio at once
+                if not np.isfinite(bs).all():
+                    raise CheckpointError("the model produced non-finite blendshapes (NaN or Inf): "
+                                          "its weights are damaged")
+                T = len(bs)
+                pose = session.poses(np.arange(T))
+                timings["motion"] += time.perf_counter() - t
                 for s in range(0, T, chunk):
                     t = time.perf_counter()
                     frames = session.render(bs, pose, s, s + chunk)

@@ -204,3 +204,49 @@ def test_closing_an_open_mouth(landmarker, image_tracker):
     assert a.blendshapes[BS["jawOpen"]] - b.blendshapes[BS["jawOpen"]] >= 0.3
     la, lb = a.landmarks[:, :2] * 256, b.landmarks[:, :2] * 256
     assert (lb[14, 1] - lb[13, 1]) < 0.5 * (la[14, 1] - la[13, 1])
+
+
+def test_fast_paths_match_their_plain_definitions(smile_state, landmarker):
+    """The speed-ups of issue 15 against what they replace: the vectorised rasteriser against a
+    loop over triangles, cv2.remap against grid_sample, and the default flow grid (96 at 256 px,
+    with Newton going on only for unsolved pixels) against the former 128 on a real talking track."""
+    import torch
+
+    from talkclip.model.renderer import _grid_sample_u8, _rasterise, _remap
+
+    r, st = smile_state
+    tris = mesh_topology()
+    verts = st.verts * (95 / 255)
+    idx, wts = _rasterise(verts, tris, 96)
+    ref_idx, ref_wts = np.zeros_like(idx), np.zeros_like(wts)
+    ys, xs = np.mgrid[0:96, 0:96]
+    q = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)                 # (96*96, 2) px
+    for tri in tris:                                                            # the last triangle wins
+        a, b, c = verts[tri]
+        det = (b[1] - c[1]) * (a[0] - c[0]) + (c[0] - b[0]) * (a[1] - c[1])
+        if abs(det) < 1e-9:
+            continue
+        l1 = ((b[1] - c[1]) * (q[:, 0] - c[0]) + (c[0] - b[0]) * (q[:, 1] - c[1])) / det
+        l2 = ((c[1] - a[1]) * (q[:, 0] - c[0]) + (a[0] - c[0]) * (q[:, 1] - c[1])) / det
+        inside = (l1 >= -1e-6) & (l2 >= -1e-6) & (1 - l1 - l2 >= -1e-6)
+        ref_idx[inside] = tri
+        ref_wts[inside] = np.stack([l1, l2, 1 - l1 - l2], 1)[inside]
+    assert (idx == ref_idx).all() and np.abs(wts - ref_wts).max() < 1e-6
+    assert (wts.sum(1) > 0).mean() > 0.5                                         # the mesh covers the crop's middle
+
+    pos = torch.rand(2, 256, 256, 2) * 300 - 20                                 # px, partly outside the crop
+    a, b = _remap(st.crop, pos).numpy().astype(int), _grid_sample_u8(st.src, pos).numpy().astype(int)
+    assert np.abs(a - b).max() <= 1 and np.abs(a - b).mean() < 0.01
+
+    import itertools
+
+    from talkclip.annotate.tracker import track_frames
+
+    with FaceTracker(mode="video") as tr:
+        track = track_frames(itertools.islice(iter_frames(FACES / "talking_pexels.mp4"), 60), tr).blendshapes
+    fine_r = Renderer(flow_res=128)
+    fine = fine_r.render(fine_r.prepare(load_image(FACES / "smile.jpg")), track)
+    new = r.render(st, track)
+    assert st.flow_res == 96
+    mse = ((fine.astype(float) - new.astype(float)) ** 2).reshape(len(new), -1).mean(1)
+    assert (10 * np.log10(255 ** 2 / np.maximum(mse, 1e-12))).min() >= 45   # dB
