@@ -605,16 +605,15 @@ class Renderer:
         field = torch.cat([fwd, gx, gy], 1)                                         # (t, 6, R, R)
         best = self._invert(field, 0.15 * state.frame.iod * k)                      # (t, 2, R, R)
         # source position of every output pixel in full px; the R -> S bilinear upsampling (corners
-        # aligned) is exact for the identity part, so it may act on the positions themselves.
-        # Channels-last, so that (t, S, S, 2) below is a view, not a copy.
-        pos = (best / k).contiguous(memory_format=torch.channels_last)              # (t, 2, R, R)
+        # aligned) is exact for the identity part, so it may act on the positions themselves
+        pos = (best / k).contiguous()                                               # (t, 2, R, R) planes
         if R != S:
             pos = F.interpolate(pos, size=(S, S), mode="bilinear", align_corners=True)
-        frames = self._sample(state, pos.permute(0, 2, 3, 1))                       # (t, S, S, 3) uint8
+        frames = self._sample(state, pos)                                           # (t, S, S, 3) uint8
         return self._mouth(state, off, frames).cpu().numpy()
 
     def _sample(self, state: RenderState, pos: "torch.Tensor") -> "torch.Tensor":
-        """The portrait crop read at ``pos`` (t, S, S, 2) source px (x, y), bilinear with edge
+        """The portrait crop read at ``pos`` (t, 2, S, S) source px (x, y planes), bilinear with edge
         pixels repeated outside -> (t, S, S, 3) uint8: cv2.remap on the CPU (fixed-point, straight
         to uint8; a third of grid_sample's time, within a grey level of it), else grid_sample."""
         if pos.device.type == "cpu":
@@ -675,7 +674,7 @@ class Renderer:
                 break
             step = _newton_step(g[:, 2], g[:, 3], g[:, 4], g[:, 5], r[:, 0], r[:, 1], max_step)   # (P, 2)
             ids, pix, xa, ya = ids[go], pix[go], (xa - step)[go], ya[go]
-        return out.permute(0, 3, 1, 2)                                              # (t, 2, R, R), channels-last
+        return out.permute(0, 3, 1, 2)                                              # (t, 2, R, R)
 
     def _mouth(self, state: RenderState, off: "torch.Tensor", frames: "torch.Tensor") -> "torch.Tensor":
         """Composite a synthetic mouth interior where the lips open wider than the portrait's:
@@ -766,25 +765,26 @@ NEWTON_TOL = 1e-3   # flow-grid px: when every residual is below this, Newton st
 
 
 def _remap(crop: np.ndarray, pos: "torch.Tensor") -> "torch.Tensor":
-    """crop (S, S, 3) uint8 read at pos (t, S, S, 2) px by cv2.remap -> (t, S, S, 3) uint8."""
+    """crop (S, S, 3) uint8 read at pos (t, 2, S, S) px (x, y planes) by cv2.remap -> (t, S, S, 3) uint8."""
     import cv2
     import torch
 
     maps = pos.numpy()
-    out = np.empty(maps.shape[:3] + (3,), np.uint8)
-    for i, m in enumerate(maps):
-        cv2.remap(crop, m, None, cv2.INTER_LINEAR, dst=out[i], borderMode=cv2.BORDER_REPLICATE)
+    out = np.empty((maps.shape[0],) + maps.shape[2:] + (3,), np.uint8)
+    for i, (mx, my) in enumerate(maps):
+        cv2.remap(crop, mx, my, cv2.INTER_LINEAR, dst=out[i], borderMode=cv2.BORDER_REPLICATE)
     return torch.from_numpy(out)
 
 
 def _grid_sample_u8(src: "torch.Tensor", pos: "torch.Tensor") -> "torch.Tensor":
-    """src (1, 3, S, S) float in [0, 1] read at pos (t, S, S, 2) px by grid_sample (any
-    device) -> (t, S, S, 3) uint8."""
+    """src (1, 3, S, S) float in [0, 1] read at pos (t, 2, S, S) px (x, y planes) by grid_sample
+    (any device) -> (t, S, S, 3) uint8."""
     import torch
     import torch.nn.functional as F
 
     S = src.shape[-1]
-    frames = F.grid_sample(src.expand(len(pos), -1, -1, -1), pos * (2.0 / (S - 1)) - 1, mode="bilinear",
+    grid = pos.permute(0, 2, 3, 1) * (2.0 / (S - 1)) - 1                              # (t, S, S, 2)
+    frames = F.grid_sample(src.expand(len(pos), -1, -1, -1), grid, mode="bilinear",
                            padding_mode="border", align_corners=True)               # (t, 3, S, S)
     return (frames.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
 

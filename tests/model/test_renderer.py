@@ -234,7 +234,7 @@ def test_fast_paths_match_their_plain_definitions(smile_state, landmarker):
     assert (idx == ref_idx).all() and np.abs(wts - ref_wts).max() < 1e-6
     assert (wts.sum(1) > 0).mean() > 0.5                                         # the mesh covers the crop's middle
 
-    pos = torch.rand(2, 256, 256, 2) * 300 - 20                                 # px, partly outside the crop
+    pos = torch.rand(2, 2, 256, 256) * 300 - 20                                 # px, partly outside the crop
     a, b = _remap(st.crop, pos).numpy().astype(int), _grid_sample_u8(st.src, pos).numpy().astype(int)
     assert np.abs(a - b).max() <= 1 and np.abs(a - b).mean() < 0.01
 
