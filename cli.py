@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -282,73 +282,81 @@ def _split_list(values: Optional[list[str]]) -> Optional[list[str]]:
     return out or None
 
 
+# The options `build-ta-mead` and `build` share, declared once (their defaults stand in each signature).
+_Jobs = Annotated[int, typer.Option("--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count).")]
+_Limit = Annotated[Optional[int], typer.Option("--limit", help="Only the first N clips of the (sorted) selection.")]
+_NoBaseline = Annotated[bool, typer.Option("--no-baseline", help="Do not subtract each speaker's neutral AU mean before levelling.")]
+_Captions = Annotated[int, typer.Option("--captions", help="Caption variants per clip.")]
+_Seed = Annotated[int, typer.Option("--seed", help="Seed of the captions (with the clip id).")]
+_TestSpeakers = Annotated[int, typer.Option("--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning).")]
+_ShardSize = Annotated[int, typer.Option("--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker).")]
+_Landmarker = Annotated[Optional[Path], typer.Option("--landmarker", help="face_landmarker.task model file (default: the one `setup` installed).")]
+_KeepFailed = Annotated[bool, typer.Option("--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them).")]
+_Executor = Annotated[str, typer.Option("--executor", help="Where clips are tracked: local (worker processes on this machine) or ray "
+                                        "(actors on a Ray cluster, --jobs of them, 0 = one per CPU of the cluster; needs pip install -e '.[ray]').")]
+_RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help="With --executor ray: the cluster's host:port; default auto = "
+                                                    "the cluster this machine joined with `ray start`, else a local Ray started for this run.")]
+
+
+def _build_options(params: dict) -> dict:
+    """The parsed options of `build-ta-mead` / `build` -> :func:`build_corpus`'s keyword arguments."""
+    return dict(jobs=params["jobs"], speakers=_split_list(params["speakers"]), emotions=_split_list(params["emotions"]),
+                views=_split_list(params["views"]) or (), include_song=params.get("include_song", False),
+                limit=params["limit"], landmarks=params["landmarks"], au_table=params["au_table"],
+                groups=params["groups"], baseline=not params["no_baseline"], n_captions=params["captions"],
+                seed=params["seed"], test_speakers=params["test_speakers"], shard_clips=params["shard_size"],
+                landmarker=params["landmarker"], retry_failed=not params["keep_failed"], phonemes=params["phonemes"],
+                executor=params["executor"], ray_address=params["ray_address"])
+
+
 @data.command("build-ta-mead")
 def build_ta_mead_cmd(
+    ctx: typer.Context,
     mead: Path = typer.Option(..., "--mead", help="MEAD root: <SPK>/video/<view>/<emotion>/level_<n>/<NNN>.mp4 "
                               "(+ <SPK>/audio/... .m4a), or <SPK>/video.tar + audio.tar as downloaded."),
     out: Path = typer.Option(..., "--out", help="Output folder (TA-MEAD tables, manifest, dataset card). "
                              "Rerunning into the same folder resumes and skips finished clips."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count)."),
+    jobs: _Jobs = 1,
     speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate), e.g. M003,W009."),
     views: Optional[list[str]] = typer.Option(None, "--views", help="Camera views to use (repeat or comma-separate; default front; 'all' for every view)."),
     emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, e.g. neutral,happy (default all 8)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips of the (sorted) selection."),
+    limit: _Limit = None,
     landmarks: bool = typer.Option(False, "--landmarks", help="Also store the 478 landmarks per frame (int16; ~2 kB/frame stored instead of ~0.2 kB)."),
     au_table: Optional[Path] = typer.Option(None, "--au-table", help="AU lookup table CSV (thresholds + phrases), e.g. from `calibrate`; default the packaged one."),
     groups: Optional[Path] = typer.Option(None, "--groups", help="Emotion group table CSV (MEAD group -> labels); default the packaged one (this project's own annotation)."),
-    no_baseline: bool = typer.Option(False, "--no-baseline", help="Do not subtract each speaker's neutral AU mean before levelling."),
-    captions: int = typer.Option(5, "--captions", help="Caption variants per clip."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the captions (with the clip id)."),
-    test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
-    shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
-    landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
-    keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+    no_baseline: _NoBaseline = False, captions: _Captions = 5, seed: _Seed = 0, test_speakers: _TestSpeakers = 6,
+    shard_size: _ShardSize = 64, landmarker: _Landmarker = None, keep_failed: _KeepFailed = False,
     phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/: "
                                   "recognised offline with pocketsphinx; MEAD's sentences are not known), for phoneme configs."),
-    executor: str = typer.Option("local", "--executor", help="Where clips are tracked: local (worker processes on this machine) or ray "
-                                 "(actors on a Ray cluster, --jobs of them, 0 = one per CPU of the cluster; needs pip install -e '.[ray]')."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: the cluster's host:port; default auto = "
-                                              "the cluster this machine joined with `ray start`, else a local Ray started for this run."),
+    executor: _Executor = "local", ray_address: _RayAddress = None,
 ) -> None:
     """Build TA-MEAD from MEAD: per-frame face tracks, AU profiles, emotion labels, captions (resumable)."""
-    summary = _build_and_report("mead", mead, out, jobs=jobs, speakers=_split_list(speakers), views=_split_list(views) or (),
-                                emotions=_split_list(emotions), limit=limit, landmarks=landmarks, au_table=au_table,
-                                groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
-                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
-                                retry_failed=not keep_failed, phonemes=phonemes, executor=executor,
-                                ray_address=ray_address)
+    summary = _build_and_report("mead", mead, out, **_build_options(ctx.params))
     raise typer.Exit(summary.exit_code)  # 0 all clips ok, 1 some failed (recorded in failures/)
 
 
 @data.command("build")
 def build_cmd(
+    ctx: typer.Context,
     corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus recipe: mead, ravdess, crema-d, folder (see --list)."),
     root: Optional[Path] = typer.Option(None, "--root", help="The corpus folder, in the recipe's layout (see --list)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (tables, manifest, dataset card). "
                                        "Rerunning into the same folder resumes and skips finished clips."),
     list_recipes: bool = typer.Option(False, "--list", help="Show the corpus recipes (layout, labels, licence) and exit."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes, each with its own face landmarker (at most the CPU count)."),
+    jobs: _Jobs = 1,
     speakers: Optional[list[str]] = typer.Option(None, "--speakers", help="Only these speakers (repeat or comma-separate)."),
     emotions: Optional[list[str]] = typer.Option(None, "--emotions", help="Only these emotions, in the corpus's words (e.g. happy,sad)."),
     views: Optional[list[str]] = typer.Option(None, "--views", help="MEAD only: camera views (default front; 'all' for every view)."),
     include_song: bool = typer.Option(False, "--include-song", help="RAVDESS only: also build the song clips."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N clips of the (sorted) selection."),
+    limit: _Limit = None,
     landmarks: bool = typer.Option(False, "--landmarks", help="Also store the 478 landmarks per frame (int16)."),
     au_table: Optional[Path] = typer.Option(None, "--au-table", help="AU lookup table CSV (thresholds + phrases); default the packaged one."),
     groups: Optional[Path] = typer.Option(None, "--groups", help="Label table CSV (emotion,intensity,level,labels); default the recipe's packaged one (this project's own annotation)."),
-    no_baseline: bool = typer.Option(False, "--no-baseline", help="Do not subtract each speaker's neutral AU mean before levelling."),
-    captions: int = typer.Option(5, "--captions", help="Caption variants per clip."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the captions (with the clip id)."),
-    test_speakers: int = typer.Option(6, "--test-speakers", help="Speakers held out for the test split (fewer for small corpora, with a warning)."),
-    shard_size: int = typer.Option(64, "--shard-size", help="Clips per committed shard and worker (a kill loses at most this many per worker)."),
-    landmarker: Optional[Path] = typer.Option(None, "--landmarker", help="face_landmarker.task model file (default: the one `setup` installed)."),
-    keep_failed: bool = typer.Option(False, "--keep-failed", help="On a rerun, do not retry the clips that failed before (default: retry them)."),
+    no_baseline: _NoBaseline = False, captions: _Captions = 5, seed: _Seed = 0, test_speakers: _TestSpeakers = 6,
+    shard_size: _ShardSize = 64, landmarker: _Landmarker = None, keep_failed: _KeepFailed = False,
     phonemes: bool = typer.Option(False, "--phonemes", help="Also store a phoneme track per clip (phonemes/, offline pocketsphinx): "
                                   "aligned to the clip's sentence where the corpus has one (RAVDESS, CREMA-D), else recognised."),
-    executor: str = typer.Option("local", "--executor", help="Where clips are tracked: local (worker processes on this machine) or ray "
-                                 "(actors on a Ray cluster, --jobs of them, 0 = one per CPU of the cluster; needs pip install -e '.[ray]')."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: the cluster's host:port; default auto = "
-                                              "the cluster this machine joined with `ray start`, else a local Ray started for this run."),
+    executor: _Executor = "local", ray_address: _RayAddress = None,
 ) -> None:
     """Build a TA-MEAD-style dataset from any supported corpus (one recipe per corpus; resumable).
 
@@ -362,13 +370,7 @@ def build_cmd(
     missing = [flag for flag, value in (("--corpus", corpus), ("--root", root), ("--out", out)) if value is None]
     if missing:
         raise InputError(f"{', '.join(missing)} required (or --list to see the recipes)")
-    summary = _build_and_report(corpus, root, out, jobs=jobs, speakers=_split_list(speakers),
-                                emotions=_split_list(emotions), views=_split_list(views) or (),
-                                include_song=include_song, limit=limit, landmarks=landmarks, au_table=au_table,
-                                groups=groups, baseline=not no_baseline, n_captions=captions, seed=seed,
-                                test_speakers=test_speakers, shard_clips=shard_size, landmarker=landmarker,
-                                retry_failed=not keep_failed, phonemes=phonemes, executor=executor,
-                                ray_address=ray_address)
+    summary = _build_and_report(corpus, root, out, **_build_options(ctx.params))
     raise typer.Exit(summary.exit_code)
 
 
