@@ -234,6 +234,24 @@ def _checkpoint_kind(flag: str, path: Path) -> str | None:
         raise CheckpointError(f"corrupt checkpoint file {weights}: {one_line(e)}") from None
 
 
+# kind -> (what a checkpoint of it is, what an option wanting it wants, where to get one)
+_KINDS = {"talkclip": ("a TalkCLIP checkpoint", "a TalkCLIP model", ""),
+          "neural-renderer": ("a neural renderer checkpoint", "a neural renderer",
+                              "; `talkclip train-renderer` makes renderers")}
+
+
+def _check_kind(flag: str, path: Path, expected: str, other_flag: str) -> None:
+    """One line when the checkpoint ``flag`` names is not of the ``expected`` kind (the other
+    kind is named with the option, ``other_flag``, that takes it)."""
+    kind = _checkpoint_kind(flag, path)
+    if kind in (None, expected):
+        return
+    _, wanted, source = _KINDS[expected]
+    if kind in _KINDS:
+        raise CheckpointError(f"{flag} {path} is {_KINDS[kind][0]}, not {wanted} (pass it as {other_flag}{source})")
+    raise CheckpointError(f"{flag} {path} holds a {kind!r} checkpoint, not {wanted}")
+
+
 def _check_inputs(r: GenerateRequest) -> None:
     for flag, path, what in (("--image", r.image, "portrait"), ("--audio", r.audio, "audio"),
                              ("--style-video", r.style_video, "style video"), ("--pose-video", r.pose_video, "pose video"),
@@ -241,18 +259,8 @@ def _check_inputs(r: GenerateRequest) -> None:
         if path is not None and not path.is_file():
             raise InputError(f"no such {what} file: {path}" if not path.is_dir() else f"{flag} {path} is a folder, not a file")
     if r.renderer is not None:
-        kind = _checkpoint_kind("--renderer", r.renderer)
-        if kind == "talkclip":
-            raise CheckpointError(f"--renderer {r.renderer} is a TalkCLIP checkpoint, not a neural renderer "
-                                  "(pass it as --checkpoint; `talkclip train-renderer` makes renderers)")
-        if kind not in (None, "neural-renderer"):
-            raise CheckpointError(f"--renderer {r.renderer} holds a {kind!r} checkpoint, not a neural renderer")
-    kind = _checkpoint_kind("--checkpoint", r.checkpoint)
-    if kind == "neural-renderer":
-        raise CheckpointError(f"--checkpoint {r.checkpoint} is a neural renderer checkpoint, not a TalkCLIP model "
-                              "(pass it as --renderer)")
-    if kind not in (None, "talkclip"):
-        raise CheckpointError(f"--checkpoint {r.checkpoint} holds a {kind!r} checkpoint, not a TalkCLIP model")
+        _check_kind("--renderer", r.renderer, "neural-renderer", "--checkpoint")
+    _check_kind("--checkpoint", r.checkpoint, "talkclip", "--renderer")
 
 
 def _resolved(p: Path) -> Path:
