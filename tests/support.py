@@ -452,25 +452,9 @@ def write_wav(path, audio, sample_rate: int = 16_000):
 def write_flv(path, frames, fps: float):
     """RGB frames -> Flash video (FLV container, Sorenson H.263 'flv1' codec, as CREMA-D's
     VideoFlash files), without an audio track."""
-    from fractions import Fraction
+    from talkclip.pipelines.sample import write_video
 
-    import av
-    import numpy as np
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w", format="flv") as c:
-        vs = c.add_stream("flv", rate=Fraction(fps).limit_denominator(1001))
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        for i, rgb in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            vf.pts = i
-            for pkt in vs.encode(vf):
-                c.mux(pkt)
-        for pkt in vs.encode(None):
-            c.mux(pkt)
-    return path
+    return write_video(path, frames, fps, container="flv", codec="flv")
 
 
 # (file name in Actor_NN/, source, start s, speech or None = video-only mp4 without audio); the
