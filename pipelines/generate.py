@@ -857,45 +857,60 @@ def run(req: GenerateRequest, progress: Callable[[str, int, int], None] | None =
     if req.audio is None or req.out is None:
         raise InputError("generate needs --audio and --out")
     with _terminate_cleanly():
-        session = Session(req, loaded=loaded)
-        with _torch_threads(req.threads):
-            bs, summary = (_stream_file if req.stream else _offline)(session, progress)
+        if req.stream:
+            session = Session(req, loaded=loaded)
+            with _torch_threads(req.threads):
+                bs, summary = _stream_file(session, progress)
+        else:
+            bs, summary = _offline(req, loaded, progress)
         if req.export_blendshapes is not None:   # after the video: a failed run leaves neither
             summary.blendshapes_csv = write_blendshape_csv(req.export_blendshapes, bs, req.fps)
         return summary
 
 
-def _offline(session: Session, progress) -> tuple[np.ndarray, GenerateSummary]:
-    req, inputs, timings = session.req, session.inputs, session.timings
-    timings["render"] = 0.0
-    chunk = RENDER_CHUNK.get(req.size, 8)
+def _offline(req: GenerateRequest, loaded: Loaded | None, progress) -> tuple[np.ndarray, GenerateSummary]:
+    """Decode and check the inputs, then open the output and encode its sound track on the
+    encoder thread while the models load (unless ``loaded``), the portrait and style are
+    prepared and motion runs; then render, the encoder following behind."""
+    inputs = decode_inputs(req)
     try:
         with video_output(req, inputs.audio_out) as writer:
-            enc = BackgroundEncoder(writer, first=writer.write_audio)    # the sound track while motion runs
+            enc = BackgroundEncoder(writer, first=writer.write_audio)
             try:
-                t = time.perf_counter()
-                motion = session.motion()
-                bs = motion.push(inputs.wav, final=True)                # (T, 52): the whole audio at once
-                if not np.isfinite(bs).all():
-                    raise CheckpointError("the model produced non-finite blendshapes (NaN or Inf): "
-                                          "its weights are damaged")
-                T = len(bs)
-                pose = session.poses(np.arange(T))
-                timings["motion"] += time.perf_counter() - t
-                for s in range(0, T, chunk):
-                    t = time.perf_counter()
-                    frames = session.render(bs, pose, s, s + chunk)
-                    timings["render"] += time.perf_counter() - t
-                    enc.put(frames)
-                    if progress is not None:
-                        progress("render", min(T, s + chunk), T)
+                session = Session(req, inputs, loaded)
+                with _torch_threads(req.threads):
+                    bs, silent = _motion_and_frames(session, enc, progress)
             finally:
                 enc.finish()
             t = time.perf_counter()
-        timings["encode"] = enc.waited + time.perf_counter() - t        # the part not hidden behind rendering
+        session.timings["encode"] = enc.waited + time.perf_counter() - t   # the part not hidden behind rendering
     except OSError as e:  # the output cannot be written (disk full, a special file system, ...)
         raise InputError(f"cannot write {req.out}: {one_line(e)}") from None
-    return bs, _summary(session, T, motion.silent, len(inputs.wav) / inputs.sample_rate)
+    return bs, _summary(session, len(bs), silent, len(inputs.wav) / inputs.sample_rate)
+
+
+def _motion_and_frames(session: Session, enc: BackgroundEncoder, progress) -> tuple[np.ndarray, int]:
+    """The whole audio to curves (T, 52), then frames in chunks handed to ``enc`` -> (curves,
+    silent frames)."""
+    req, timings = session.req, session.timings
+    t = time.perf_counter()
+    motion = session.motion()
+    bs = motion.push(session.inputs.wav, final=True)                    # (T, 52): the whole audio at once
+    if not np.isfinite(bs).all():
+        raise CheckpointError("the model produced non-finite blendshapes (NaN or Inf): its weights are damaged")
+    T = len(bs)
+    pose = session.poses(np.arange(T))
+    timings["motion"] += time.perf_counter() - t
+    timings["render"] = 0.0
+    chunk = RENDER_CHUNK.get(req.size, 8)
+    for s in range(0, T, chunk):
+        t = time.perf_counter()
+        frames = session.render(bs, pose, s, s + chunk)
+        timings["render"] += time.perf_counter() - t
+        enc.put(frames)
+        if progress is not None:
+            progress("render", min(T, s + chunk), T)
+    return bs, motion.silent
 
 
 def stream_to_file(session: Session, chunks: Iterable[np.ndarray], out: str | Path, *,

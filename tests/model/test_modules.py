@@ -195,6 +195,27 @@ def test_clip_backend_needs_local_weights_and_loads_them(tmp_path):
         ClipTextBackbone(c)
 
 
+def test_clip_tower_cut_after_end_of_text_equals_the_whole_context():
+    """encode_tokens runs CLIP's text tower only up to the last end-of-text token: the same
+    features as the whole 77-token context, for captions of different lengths in one batch."""
+    from talkclip.model.text import ClipTextBackbone
+
+    c = load_config("base").text
+    c.backend, c.hf_repo = "clip-random", None
+    torch.manual_seed(3)
+    b = ClipTextBackbone(c, load_weights=False).eval()
+    caps = ["calm", "A woman is delighted and speaks with lip corners pulled and inner brows raised.", "a man"]
+    tokens = b._tokenizer(caps, context_length=b.context_length)                # (3, 77)
+    assert int(tokens.argmax(-1).max()) < 30                                     # so the cut is real
+    with torch.no_grad():
+        whole, cut = b.tower(tokens), b.encode_tokens(tokens)
+    assert whole.shape == cut.shape == (3, 512)
+    assert torch.allclose(whole, cut, atol=1e-5) and whole.std() > 0.1
+    with torch.no_grad():                                                        # a caption filling the context
+        long = b._tokenizer(["word " * 100], context_length=b.context_length)
+        assert torch.allclose(b.tower(long), b.encode_tokens(long), atol=1e-5)
+
+
 def test_minilm_backend_projects_to_style_size():
     c = load_config("tiny")
     c.text.backend, c.text.width, c.text.layers, c.text.heads, c.text.context_length = "minilm", None, None, None, None
