@@ -99,19 +99,25 @@ class ClipTextBackbone(TextBackbone):
         return self.encode_tokens(tokens).float()  # (B, width)
 
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The tower on ``tokens`` (B, ctx), cut after the last end-of-text token: CLIP's text
-        attention is causal and its feature is the end-of-text token's, so the padding after it
-        changes nothing (a caption is ~20 of 77 tokens: a third of the time). Towers of another
-        kind (a class token, a padding mask, other pooling) run whole."""
+        """The tower on ``tokens`` (B, ctx), each caption on its own, cut after its end-of-text
+        token: CLIP's text attention is causal and its feature is the end-of-text token's, so the
+        padding after it changes nothing (a caption is ~20 of 77 tokens: a third of the time).
+        One at a time, a caption's embedding does not depend on the rest of its batch, to the
+        last bit (training caches it per caption, and a resumed run must equal a straight one).
+        Towers of another kind (a class token, a padding mask, other pooling) run whole."""
         t = self.tower
         if (getattr(t, "cls_emb", None) is not None or getattr(t, "use_pad_mask", False)
                 or getattr(t, "pool_type", None) != "argmax" or getattr(t, "attn_mask", None) is None):
             return t(tokens)
-        n = int(tokens.argmax(-1).max()) + 1                                   # end-of-text is the largest id
-        tokens = tokens[:, :n]                                                  # (B, n)
-        x = t.token_embedding(tokens) + t.positional_embedding[:n]             # (B, n, width)
+        ends = tokens.argmax(-1).tolist()                                      # end-of-text: the largest id
+        return torch.cat([self._tower_upto(tokens[i:i + 1, :e + 1]) for i, e in enumerate(ends)])   # (B, width)
+
+    def _tower_upto(self, tokens: torch.Tensor) -> torch.Tensor:
+        """open_clip's text tower forward on (b, n) tokens that all end with end-of-text."""
+        t, n = self.tower, tokens.shape[1]
+        x = t.token_embedding(tokens) + t.positional_embedding[:n]             # (b, n, width)
         x = t.ln_final(t.transformer(x, attn_mask=t.attn_mask[:n, :n]))
-        pooled = x[torch.arange(len(x), device=x.device), tokens.argmax(-1)]    # (B, width) at end-of-text
+        pooled = x[:, -1]                                                       # (b, width) at end-of-text
         proj = t.text_projection
         if proj is None:
             return pooled
