@@ -107,6 +107,7 @@ class ClipTextBackbone(TextBackbone):
         Towers of another kind (a class token, a padding mask, other pooling) run whole."""
         t = self.tower
         if (getattr(t, "cls_emb", None) is not None or getattr(t, "use_pad_mask", False)
+                or getattr(t, "output_tokens", False)
                 or getattr(t, "pool_type", None) != "argmax" or getattr(t, "attn_mask", None) is None):
             return t(tokens)
         ends = tokens.argmax(-1).tolist()                                      # end-of-text: the largest id
@@ -115,7 +116,8 @@ class ClipTextBackbone(TextBackbone):
     def _tower_upto(self, tokens: torch.Tensor) -> torch.Tensor:
         """open_clip's text tower forward on (b, n) tokens that all end with end-of-text."""
         t, n = self.tower, tokens.shape[1]
-        x = t.token_embedding(tokens) + t.positional_embedding[:n]             # (b, n, width)
+        dt = t.transformer.get_cast_dtype()
+        x = t.token_embedding(tokens).to(dt) + t.positional_embedding[:n].to(dt)   # (b, n, width)
         x = t.ln_final(t.transformer(x, attn_mask=t.attn_mask[:n, :n]))
         pooled = x[:, -1]                                                       # (b, width) at end-of-text
         proj = t.text_projection

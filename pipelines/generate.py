@@ -10,8 +10,9 @@ Steps (timed separately, see :class:`GenerateSummary.timings`):
 4. render: :class:`talkclip.model.renderer.Renderer` warps the portrait per frame;
    with ``renderer=DIR`` a trained :class:`talkclip.model.neural_renderer.NeuralRenderer` instead
    (both behind one interface, :class:`talkclip.model.renderer.FrameRenderer`);
-5. encode: H.264 video + the input audio as AAC in one mp4 (PyAV), on a second thread while
-   the next frames render.
+5. encode: H.264 video + the input audio as AAC in one mp4 (PyAV), on a second thread: the
+   sound track from the moment the output opens (while the models load and the portrait and
+   style are prepared), then each chunk of frames while the next one renders.
 
 One request object (:class:`GenerateRequest`, frozen) carries every option and is validated
 once, when it is made: paths, ranges, outputs (never one of the inputs), checkpoint kinds.
@@ -118,8 +119,8 @@ class GenerateRequest:
     ``threads``: torch CPU threads while generating, restored afterwards. The rule: 0 (the
     default) leaves torch's own default (all cores); n >= 1 uses n threads (1 can be faster on a
     machine busy with other work, see bench/generate_speed.py); negative values are refused.
-    The video encoder runs beside rendering on the cores left over, at least one
-    (:meth:`encoder_threads`).
+    cv2 (which reads the portrait while rendering) follows the same rule. The video encoder
+    runs beside rendering with its own threads (:meth:`encoder_threads`).
     ``audio``/``out`` may be None only for :class:`Session` (streaming audio arrives in chunks).
     ``text_mix``: extra (sentence, weight) pairs; the main ``text`` gets 1 - sum(weights).
     ``renderer``: a trained neural renderer checkpoint instead of the rig (``basis``: a fitted
@@ -166,13 +167,14 @@ class GenerateRequest:
         object.__setattr__(self, "device", str(resolve_device(self.device)))
 
     def encoder_threads(self) -> int:
-        """x264's threads: rendering on the CPU keeps its ``threads`` cores (0: all) and the
-        encoder gets the rest, at least one (on 2 cores a second x264 thread only slows the
-        renderer down; bench/generate_speed.py); with a GPU renderer x264 picks for itself (0)."""
-        if self.device != "cpu":
+        """x264's threads beside CPU rendering: the cores rendering leaves when ``threads`` is
+        set, else half of them; at least one (on 2 cores one x264 thread beside two torch threads
+        was the fastest layout measured, bench/generate_speed.py). With a GPU renderer, and for
+        streams (encoded on the rendering thread), x264 picks for itself (0)."""
+        if self.device != "cpu" or self.stream:
             return 0
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores - (self.threads or cores))
+        return max(1, cores - self.threads if self.threads else cores // 2)
 
 
 def _in_range(flag: str, value: Any, lo: float, hi: float, integer: bool = False) -> None:
@@ -417,7 +419,7 @@ class Mp4Writer:
 
     def write_audio(self) -> None:
         """Encode the whole sound track now (a plain mp4 may hold it ahead of the video; the
-        background encoder does this while the first frames are being made)."""
+        background encoder does this while the models load and the first frames are made)."""
         self._audio_until(len(self.audio) if self.a is not None else 0)
 
     def close(self) -> None:
@@ -439,11 +441,15 @@ class Mp4Writer:
 class BackgroundEncoder:
     """Runs ``writer.write`` on a second thread so encoding overlaps rendering (PyAV releases
     the GIL while x264 works). ``put(frames)`` queues; ``finish()`` waits and re-raises the
-    encoder's error; ``waited`` is the time the caller spent blocked on it."""
+    encoder's error (an OSError as "cannot write PATH"); ``stop()`` waits without raising (for
+    when another error is already on its way); ``waited`` is the time the caller spent blocked."""
 
-    def __init__(self, writer: Mp4Writer, depth: int = 2, first: Callable[[], None] | None = None):
-        """``first``: work for the encoder thread before the first frames (e.g. the sound track)."""
+    def __init__(self, writer: Mp4Writer, depth: int = 2, first: Callable[[], None] | None = None,
+                 out: Path | None = None):
+        """``first``: work for the encoder thread before the first frames (e.g. the sound track);
+        ``out``: the path errors name (default: the writer's)."""
         self.writer, self.q, self.first = writer, queue.Queue(maxsize=depth), first
+        self.out = out or writer.path
         self.error: BaseException | None = None
         self.waited = 0.0
         self.t = threading.Thread(target=self._run, name="talkclip-encode", daemon=True)
@@ -466,14 +472,21 @@ class BackgroundEncoder:
         t = time.perf_counter()
         self.q.put(frames)
         self.waited += time.perf_counter() - t
-        if self.error is not None:
-            raise self.error
+        self._raise()
 
     def finish(self) -> None:
+        self.stop()
+        self._raise()
+
+    def stop(self) -> None:
         t = time.perf_counter()
         self.q.put(None)
         self.t.join()
         self.waited += time.perf_counter() - t
+
+    def _raise(self) -> None:
+        if isinstance(self.error, OSError):
+            raise InputError(f"cannot write {self.out}: {one_line(self.error)}") from None
         if self.error is not None:
             raise self.error
 
@@ -485,10 +498,12 @@ def video_output(req: GenerateRequest, audio: np.ndarray | None) -> Iterator[Mp4
     and removed when the run fails or is interrupted (unless ``req.keep_partial``)."""
     if req.stream:
         req.out.parent.mkdir(parents=True, exist_ok=True)
-        w = Mp4Writer(req.out, req.fps, req.size, audio, fragmented=True, threads=req.encoder_threads())
+        with _cannot_write(req.out):
+            w = Mp4Writer(req.out, req.fps, req.size, audio, fragmented=True, threads=req.encoder_threads())
         try:
             yield w
-            w.close()
+            with _cannot_write(req.out):
+                w.close()
         except BaseException:
             w.abort()
             if not req.keep_partial:
@@ -496,13 +511,24 @@ def video_output(req: GenerateRequest, audio: np.ndarray | None) -> Iterator[Mp4
             raise
         return
     with atomic_output(req.out) as tmp:
-        w = Mp4Writer(tmp, req.fps, req.size, audio, threads=req.encoder_threads())
+        with _cannot_write(req.out):
+            w = Mp4Writer(tmp, req.fps, req.size, audio, threads=req.encoder_threads())
         try:
             yield w
-            w.close()
+            with _cannot_write(req.out):
+                w.close()
         except BaseException:
             w.abort()
             raise
+
+
+@contextlib.contextmanager
+def _cannot_write(out: Path) -> Iterator[None]:
+    """An OSError of the video writer (disk full, a special file system, ...) as one line."""
+    try:
+        yield
+    except OSError as e:
+        raise InputError(f"cannot write {out}: {one_line(e)}") from None
 
 
 @contextlib.contextmanager
@@ -523,16 +549,20 @@ def _terminate_cleanly() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def _cpu_threads(n: int) -> Iterator[None]:
+    """torch's and cv2's CPU threads set to ``n`` (0: left as they are), restored afterwards."""
+    import cv2
     import torch
 
-    saved = torch.get_num_threads()
+    saved = torch.get_num_threads(), cv2.getNumThreads()
     if n:
         torch.set_num_threads(n)
+        cv2.setNumThreads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(saved)
+        torch.set_num_threads(saved[0])
+        cv2.setNumThreads(saved[1])
 
 
 # ---------------------------------------------------------------- inputs (decoded before any model loads)
@@ -719,7 +749,7 @@ class Session:
         self.inputs = inputs if inputs is not None else decode_inputs(req)
         self.timings = dict(self.inputs.timings)
         t = time.perf_counter()
-        with _torch_threads(req.threads):
+        with _cpu_threads(req.threads):
             self.renderer, self.model = loaded or load_models(self.inputs.checkpoint, req.device, renderer=req.renderer,
                                                               basis=req.basis, landmarker=req.landmarker)
             self.timings["load"] = time.perf_counter() - t
@@ -806,7 +836,7 @@ class Session:
         equal those of an offline run on the concatenated audio (see :mod:`.motion`)."""
         motion = self.motion()
         frames = Windowed(self._render_rows, self.renderer.context)
-        with _torch_threads(self.req.threads):
+        with _cpu_threads(self.req.threads):
             for chunk in chunks:
                 if not np.isfinite(np.asarray(chunk, dtype=np.float32)).all():
                     raise InputError("audio chunk holds NaN or infinite samples")
@@ -859,7 +889,7 @@ def run(req: GenerateRequest, progress: Callable[[str, int, int], None] | None =
     with _terminate_cleanly():
         if req.stream:
             session = Session(req, loaded=loaded)
-            with _torch_threads(req.threads):
+            with _cpu_threads(req.threads):
                 bs, summary = _stream_file(session, progress)
         else:
             bs, summary = _offline(req, loaded, progress)
@@ -873,19 +903,18 @@ def _offline(req: GenerateRequest, loaded: Loaded | None, progress) -> tuple[np.
     encoder thread while the models load (unless ``loaded``), the portrait and style are
     prepared and motion runs; then render, the encoder following behind."""
     inputs = decode_inputs(req)
-    try:
-        with video_output(req, inputs.audio_out) as writer:
-            enc = BackgroundEncoder(writer, first=writer.write_audio)
-            try:
-                session = Session(req, inputs, loaded)
-                with _torch_threads(req.threads):
-                    bs, silent = _motion_and_frames(session, enc, progress)
-            finally:
-                enc.finish()
-            t = time.perf_counter()
-        session.timings["encode"] = enc.waited + time.perf_counter() - t   # the part not hidden behind rendering
-    except OSError as e:  # the output cannot be written (disk full, a special file system, ...)
-        raise InputError(f"cannot write {req.out}: {one_line(e)}") from None
+    with video_output(req, inputs.audio_out) as writer:
+        enc = BackgroundEncoder(writer, first=writer.write_audio, out=req.out)
+        try:
+            session = Session(req, inputs, loaded)
+            with _cpu_threads(req.threads):
+                bs, silent = _motion_and_frames(session, enc, progress)
+        except BaseException:
+            enc.stop()                   # the error on its way wins over the encoder's
+            raise
+        enc.finish()
+        t = time.perf_counter()
+    session.timings["encode"] = enc.waited + time.perf_counter() - t       # the part not hidden behind rendering
     return bs, _summary(session, len(bs), silent, len(inputs.wav) / inputs.sample_rate)
 
 
@@ -919,13 +948,11 @@ def stream_to_file(session: Session, chunks: Iterable[np.ndarray], out: str | Pa
     mp4 (``audio`` at AUDIO_OUT_RATE as its sound). Closing the generator early, an error or a
     signal removes the file unless ``keep_partial``."""
     req = dataclasses.replace(session.req, out=Path(out), stream=True, keep_partial=keep_partial)
-    try:
-        with video_output(req, audio) as writer:
-            for piece in session.stream(chunks):
+    with video_output(req, audio) as writer:
+        for piece in session.stream(chunks):
+            with _cannot_write(req.out):
                 writer.write(piece.frames)
-                yield piece
-    except OSError as e:
-        raise InputError(f"cannot write {out}: {one_line(e)}") from None
+            yield piece
 
 
 def _stream_file(session: Session, progress) -> tuple[np.ndarray, GenerateSummary]:

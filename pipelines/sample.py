@@ -82,6 +82,8 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: float, *, c
     import av
 
     path = Path(path)
+    if len(frames) == 0:
+        raise InputError(f"no frames to write to {path}")
     h, w = frames[0].shape[:2]
     with atomic_output(path) as tmp, av.open(str(tmp), "w", format=container, options=container_options or {}) as c:
         vs = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))

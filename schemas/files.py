@@ -28,14 +28,17 @@ def temp_path(path: str | Path) -> Path:
 def atomic_output(path: str | Path, *, shared: bool = True) -> Iterator[Path]:
     """Context manager: yields a temporary path to fill; on a clean exit it is fsynced and moved
     onto ``path``, on any exception (KeyboardInterrupt included) it is removed and ``path`` is
-    left as it was. The parent folder is created when missing. With ``shared`` the file gets
+    left as it was, and so are its folders: the parent folders it had to create are removed
+    again when still empty. With ``shared`` the file gets
     the permissions a plain ``open()`` would give (safetensors, for one, creates files 0600).
     The temporary name ends in ``.tmp``, so writers whose format is guessed from the extension
     (video muxers) must name their format explicitly.
     """
     path = Path(path)
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]   # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
+    done = False
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -45,9 +48,15 @@ def atomic_output(path: str | Path, *, shared: bool = True) -> Iterator[Path]:
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+        done = True
     finally:
         if tmp.exists():
             tmp.unlink()
+        for d in created if not done else ():
+            try:
+                d.rmdir()
+            except OSError:   # no longer empty: something else lives there now
+                break
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None], *, shared: bool = True) -> Path:

@@ -196,8 +196,9 @@ def test_clip_backend_needs_local_weights_and_loads_them(tmp_path):
 
 
 def test_clip_tower_cut_after_end_of_text_equals_the_whole_context():
-    """encode_tokens runs CLIP's text tower only up to the last end-of-text token: the same
-    features as the whole 77-token context, for captions of different lengths in one batch."""
+    """encode_tokens runs CLIP's text tower on each caption up to its end-of-text token: the same
+    features as the whole 77-token context, for captions of different lengths, and a caption's
+    features do not depend on the rest of its batch (bit for bit: training caches them)."""
     from talkclip.model.text import ClipTextBackbone
 
     c = load_config("base").text
@@ -211,6 +212,8 @@ def test_clip_tower_cut_after_end_of_text_equals_the_whole_context():
         whole, cut = b.tower(tokens), b.encode_tokens(tokens)
     assert whole.shape == cut.shape == (3, 512)
     assert torch.allclose(whole, cut, atol=1e-5) and whole.std() > 0.1
+    with torch.no_grad():
+        assert torch.equal(b.encode_tokens(tokens[1:2]), cut[1:2])
     with torch.no_grad():                                                        # a caption filling the context
         long = b._tokenizer(["word " * 100], context_length=b.context_length)
         assert torch.allclose(b.tower(long), b.encode_tokens(long), atol=1e-5)

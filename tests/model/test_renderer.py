@@ -250,3 +250,16 @@ def test_fast_paths_match_their_plain_definitions(smile_state, landmarker):
     assert st.flow_res == 96
     mse = ((fine.astype(float) - new.astype(float)) ** 2).reshape(len(new), -1).mean(1)
     assert (10 * np.log10(255 ** 2 / np.maximum(mse, 1e-12))).min() >= 45   # dB
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_frames_match_cpu_frames(smile_state, landmarker):
+    """On CUDA the portrait is read by grid_sample and the mouth blended on the device: the same
+    frames as on the CPU (cv2.remap) within 2 grey levels."""
+    r, st = smile_state
+    b0 = st.b0.numpy()
+    bs = np.stack([b0, _set(b0, jawOpen=0.8), _set(b0, mouthSmileLeft=0.9, browInnerUp=0.7)])
+    gpu = Renderer(device="cuda")
+    a = r.render(st, bs).astype(int)
+    b = gpu.render(gpu.prepare(load_image(FACES / "smile.jpg"), size=256), bs).astype(int)
+    assert a.shape == b.shape and np.abs(a - b).max() <= 2

@@ -132,6 +132,11 @@ def test_nan_weights_refused_at_load_after_the_inputs(tmp_path, tiny_ckpt):
                     "--export-blendshapes", tmp_path / "x.csv"), cwd=tmp_path)
     assert "non-finite weights" in _one_line(r.returncode, r.stderr)
     assert _snapshot(tmp_path) == before
+    # the output opens before the models load: folders it had to make are gone again
+    r = _cli(*_args(bad, FACES / "smile.jpg", SPEECH / "hello_en.wav", tmp_path / "new" / "dir" / "x.mp4"),
+             cwd=tmp_path)
+    assert "non-finite weights" in _one_line(r.returncode, r.stderr)
+    assert _snapshot(tmp_path) == before and not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("option,value,words", [
@@ -230,3 +235,25 @@ def test_crash_mid_render_leaves_no_partial_output(tmp_path, tiny_ckpt, landmark
         generate(tiny_ckpt, FACES / "smile.jpg", SPEECH / "weather_en.wav", "a calm man", tmp_path / "x.mp4",
                  export_blendshapes=tmp_path / "x.csv", threads=1, progress=boom)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, tiny_ckpt, stream):
+    """The file system refusing the video mid-write (here: a 40 kB file-size limit, the way a full
+    disk refuses it) is one "cannot write" line, exit 2, and no file under any name."""
+    import resource
+
+    def limit():   # in the child: writes past 40 kB fail with EFBIG instead of killing the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "talk.mp4"
+    args = _args(tiny_ckpt, FACES / "smile.jpg", SPEECH / "weather_en.wav", out, "--threads", "1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
+    r = subprocess.run(TALKCLIP + [str(a) for a in args] + (["--stream"] if stream else []), capture_output=True,
+                       text=True, cwd=work, env=env, timeout=300, preexec_fn=limit)
+    line = _one_line(r.returncode, r.stderr)
+    assert "cannot write" in line and str(out) in line, line
+    assert list(work.iterdir()) == []
