@@ -610,8 +610,8 @@ def generate_cmd(
     basis: Optional[Path] = typer.Option(None, "--basis", help="Fitted renderer basis (fit-basis) instead of the hand-built rig."),
     renderer: Optional[Path] = typer.Option(None, "--renderer", help="Trained neural renderer checkpoint "
                                             "(`talkclip train-renderer`; folder or Hub id ORG/NAME) instead of the hand-built rig."),
-    threads: int = typer.Option(0, "--threads", help="Torch CPU threads while generating: 0 = torch's default "
-                                "(all cores), n >= 1 = n threads."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for torch and cv2 while generating: 0 = their "
+                                "default (all cores), n >= 1 = n threads; the video encoder runs beside them."),
     stream: bool = typer.Option(False, "--stream", help="Write a fragmented mp4 in place while generating (a player can "
                                 "open it as it grows); removed if interrupted, unless --keep-partial."),
     keep_partial: bool = typer.Option(False, "--keep-partial", help="With --stream: keep what an interrupted stream wrote."),
