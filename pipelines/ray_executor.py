@@ -54,6 +54,7 @@ from talkclip import InputError, one_line
 MAX_ATTEMPTS = 3      # a clip whose worker died this many times while on it is recorded as failed
 IN_FLIGHT = 2         # clips queued per actor (the next one waits while the current one runs)
 START_TIMEOUT_S = 300  # a replacement actor that gets no CPU slot within this is given up
+SALVAGE_TIMEOUT_S = 10  # waiting for a dead actor's finished answers to arrive
 
 
 def import_ray():
@@ -307,13 +308,12 @@ class RayPool:
 
     def _salvage(self, slot: _Slot):
         """Accept the answers a failed actor gave before it died, in call order; returns the
-        call it failed on (kind, payload), or None."""
+        call it failed on (kind, payload), or None. Each answer is fetched, not polled: one the
+        actor gave just before dying may not have reached the driver yet, and taking it for the
+        failed call would charge the wrong clip."""
         for ref in list(slot.calls):
-            ready, _ = self.ray.wait([ref], timeout=0)
-            if not ready:
-                return slot.calls[ref]
             try:
-                value = self.ray.get(ref)
+                value = self.ray.get(ref, timeout=SALVAGE_TIMEOUT_S)   # a dead actor's unfinished call raises at once
             except Exception:
                 return slot.calls[ref]
             self._accept(slot, ref, value)
