@@ -30,6 +30,7 @@ gives the CPU seconds the process used, and the load average is printed.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 import time
@@ -133,15 +134,23 @@ def stream_runs(ckpt, image, audio, tmp, args) -> list:
     return out
 
 
-def encode_only(audio, frames, tmp, args) -> float:
+@functools.lru_cache(maxsize=None)
+def _still(size: int, device: str):
+    """32 copies (32, S, S, 3) uint8 of the first portrait's crop, made once."""
     import numpy as np
 
-    from talkclip.annotate.media import load_audio, load_image
+    from talkclip.annotate.media import load_image
     from talkclip.model.renderer import Renderer
+
+    st = Renderer(device=device).prepare(load_image(FIXTURES / "faces" / PORTRAITS[0]), size=size)
+    return np.repeat(st.crop[None], 32, 0)
+
+
+def encode_only(audio, frames, tmp, args) -> float:
+    from talkclip.annotate.media import load_audio
     from talkclip.pipelines.generate import Mp4Writer
 
-    st = Renderer(device=args.device).prepare(load_image(FIXTURES / "faces" / PORTRAITS[0]), size=args.size)
-    still = np.repeat((st.src[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)[None], 32, 0)
+    still = _still(args.size, args.device)
     sound = load_audio(audio, 48_000)
     t0 = time.perf_counter()
     w = Mp4Writer(tmp / "still.mp4", args.fps, args.size, sound)   # x264 on every core: the least it can take

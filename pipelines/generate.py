@@ -498,27 +498,17 @@ def video_output(req: GenerateRequest, audio: np.ndarray | None) -> Iterator[Mp4
     and removed when the run fails or is interrupted (unless ``req.keep_partial``)."""
     if req.stream:
         req.out.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.nullcontext(req.out) if req.stream else atomic_output(req.out) as path:
         with _cannot_write(req.out):
-            w = Mp4Writer(req.out, req.fps, req.size, audio, fragmented=True, threads=req.encoder_threads())
+            w = Mp4Writer(path, req.fps, req.size, audio, fragmented=req.stream, threads=req.encoder_threads())
         try:
             yield w
             with _cannot_write(req.out):
                 w.close()
         except BaseException:
             w.abort()
-            if not req.keep_partial:
+            if req.stream and not req.keep_partial:
                 req.out.unlink(missing_ok=True)
-            raise
-        return
-    with atomic_output(req.out) as tmp:
-        with _cannot_write(req.out):
-            w = Mp4Writer(tmp, req.fps, req.size, audio, threads=req.encoder_threads())
-        try:
-            yield w
-            with _cannot_write(req.out):
-                w.close()
-        except BaseException:
-            w.abort()
             raise
 
 

@@ -449,6 +449,34 @@ def write_wav(path, audio, sample_rate: int = 16_000):
     return path
 
 
+def long_speech(path, source: str, seconds: float = 10.0) -> Path:
+    """A 16 kHz speech WAV of ``seconds``: the fixture ``source`` (a file in SPEECH) repeated,
+    long enough for a run to be interrupted in the middle."""
+    import numpy as np
+
+    from talkclip.annotate.media import load_audio
+
+    x = load_audio(SPEECH / source, 16000)
+    n = int(seconds * 16000)
+    return write_wav(path, np.tile(x, int(np.ceil(n / len(x))))[:n])
+
+
+def wait_for_first_shard(proc, out: Path, limit: float = 180.0) -> Path:
+    """Poll until the build writing ``out`` (run by ``proc``) has committed its first stage-1
+    shard (``limit`` s is a safety limit, not a timing check) -> that stage-1 folder."""
+    import time
+
+    from talkclip.pipelines import shards
+
+    stage1 = Path(out) / ".work" / "stage1"
+    deadline = time.monotonic() + limit
+    while not shards.shard_files(stage1):
+        assert proc.poll() is None, "build ended before its first shard was seen"
+        assert time.monotonic() < deadline, "no shard committed in time"
+        time.sleep(0.01)
+    return stage1
+
+
 def write_flv(path, frames, fps: float):
     """RGB frames -> Flash video (FLV container, Sorenson H.263 'flv1' codec, as CREMA-D's
     VideoFlash files), without an audio track."""

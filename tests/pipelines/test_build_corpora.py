@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,7 +17,7 @@ from talkclip.pipelines import shards
 from talkclip.pipelines.recipes import get_recipe
 
 from support import (ROOT, assert_one_line_error, cached_corpus_build, cached_mini_corpus, data_cli_command,
-                     read_build_tables, run_data_cli)
+                     read_build_tables, run_data_cli, wait_for_first_shard)
 
 
 def _clips(out) -> dict[str, dict]:
@@ -130,12 +129,7 @@ def test_killed_build_resumes_to_the_same_tables(fixtures, landmarker, tmp_path)
     args = ["build", "--corpus", "crema-d", "--root", str(facts["root"]), "--out", str(out), "--shard-size", "1"]
     proc = subprocess.Popen([*data_cli_command(), *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    stage1 = out / ".work" / "stage1"
-    deadline = time.monotonic() + 120
-    while not shards.shard_files(stage1):
-        assert proc.poll() is None, "build ended before its first shard was seen"
-        assert time.monotonic() < deadline, "no shard committed in time"
-        time.sleep(0.01)
+    stage1 = wait_for_first_shard(proc, out, 120)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     ok_before = sum(shards.read_column(stage1, "ok"))

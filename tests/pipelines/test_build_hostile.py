@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import tarfile
-import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,7 +17,7 @@ import pytest
 from talkclip.pipelines import shards
 
 from support import (ROOT, assert_one_line_error, cached_mini_build, cached_mini_mead, data_cli_command,
-                     read_build_tables, run_data_cli, write_synthetic_tamead)
+                     read_build_tables, run_data_cli, wait_for_first_shard, write_synthetic_tamead)
 
 
 def _tree(folder):
@@ -88,11 +87,7 @@ def test_ctrl_c_during_a_parallel_build(tmp_path, fixtures, landmarker):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
                             start_new_session=True)
-    deadline = time.monotonic() + 180
-    while not shards.shard_files(out / ".work" / "stage1"):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no shard committed in time"
-        time.sleep(0.02)
+    wait_for_first_shard(proc, out)
     os.killpg(proc.pid, signal.SIGINT)          # as a terminal's Ctrl-C: the whole process group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

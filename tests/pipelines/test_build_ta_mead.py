@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +21,8 @@ from talkclip.pipelines.build_ta_mead import (ClipWorker, _remove_uncommitted, b
                                               hold_out_speakers)
 from talkclip.schemas.tamead import AUDIO_SCHEMA, CLIPS_SCHEMA, FAILURES_SCHEMA, FRAMES_SCHEMA
 
-from support import ROOT, cached_mini_build, cached_mini_build_summary, read_build_tables
+from support import (ROOT, cached_mini_build, cached_mini_build_summary, read_build_tables,
+                     wait_for_first_shard)
 
 CLI = [sys.executable, "-c", "from talkclip.cli import data_app; data_app()", "build-ta-mead"]
 
@@ -133,12 +133,7 @@ def test_same_results_with_one_job_and_after_sigkill(built, tmp_path):
     out = tmp_path / "killed"
     cmd = CLI + ["--mead", str(facts["root"]), "--out", str(out), "--jobs", "1", "--shard-size", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    stage1 = out / ".work" / "stage1"
-    deadline = time.monotonic() + 180
-    while not shards.shard_files(stage1):
-        assert proc.poll() is None, "build ended before its first shard was seen"
-        assert time.monotonic() < deadline, "no shard committed in time"
-        time.sleep(0.01)
+    stage1 = wait_for_first_shard(proc, out)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = len(shards.read_column(stage1, "clip_id"))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import FACES, SPEECH, tiny_checkpoint
+from support import FACES, SPEECH, long_speech, tiny_checkpoint
 
 TALKCLIP = [sys.executable, "-c", "from talkclip.cli import app; app()"]
 
@@ -174,21 +174,6 @@ def test_success_prints_no_blank_line_and_creates_folders(tmp_path, tiny_ckpt):
     assert sorted(p.name for p in out.parent.iterdir()) == ["out.mp4"]
 
 
-def _long_speech(tmp_path: Path, seconds: float = 10.0) -> Path:
-    """A speech WAV of about ``seconds`` (the fixture repeated), long enough to interrupt."""
-    import wave
-
-    from talkclip.annotate.media import load_audio
-
-    x = load_audio(SPEECH / "weather_en.wav", 16000)
-    x = np.tile(x, int(np.ceil(seconds * 16000 / len(x))))[:int(seconds * 16000)]
-    path = tmp_path / "long.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes((x * 32767).astype("<i2").tobytes())
-    return path
-
-
 def _start(args, cwd: Path) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     return subprocess.Popen(TALKCLIP + [str(a) for a in args], cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -210,7 +195,7 @@ def test_signal_mid_render_leaves_no_partial_output(tmp_path, tiny_ckpt, sig):
     test_cli_stream_sigint; it takes the same clean-up path)."""
     work = tmp_path / "work"
     work.mkdir()
-    speech = _long_speech(tmp_path)
+    speech = long_speech(tmp_path / "long.wav", "weather_en.wav")
     out = work / "talk.mp4"
     before = _snapshot(work)
     proc = _start(_args(tiny_ckpt, FACES / "smile.jpg", speech, out, "--size", "512", "--threads", "1",

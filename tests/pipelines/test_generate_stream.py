@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import FACES, SPEECH, tiny_checkpoint
+from support import FACES, SPEECH, long_speech, tiny_checkpoint
 
 TALKCLIP = [sys.executable, "-c", "from talkclip.cli import app; app()"]
 
@@ -119,18 +119,6 @@ def test_closing_a_file_stream_removes_the_file(tmp_path, session, tiny_ckpt):
                 assert sum(1 for _ in c.decode(video=0)) >= 25
 
 
-def _long_speech(tmp_path: Path, seconds: float = 10.0) -> Path:
-    import wave
-
-    x = _speech()
-    x = np.tile(x, int(np.ceil(seconds * 16000 / len(x))))[:int(seconds * 16000)]
-    path = tmp_path / "long.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes((x * 32767).astype("<i2").tobytes())
-    return path
-
-
 @pytest.mark.parametrize("keep", [False])
 def test_cli_stream_sigint(tmp_path, tiny_ckpt, keep):
     """`generate --stream` interrupted by SIGINT: exit 130, the growing mp4 removed (kept and
@@ -141,7 +129,7 @@ def test_cli_stream_sigint(tmp_path, tiny_ckpt, keep):
     work = tmp_path / "work"
     work.mkdir()
     out = work / "live.mp4"
-    args = ["generate", "--checkpoint", tiny_ckpt, "--image", FACES / "smile.jpg", "--audio", _long_speech(tmp_path),
+    args = ["generate", "--checkpoint", tiny_ckpt, "--image", FACES / "smile.jpg", "--audio", long_speech(tmp_path / "long.wav", "hello_en.wav"),
             "--text", "a calm man", "--out", out, "--stream", "--size", "512", "--threads", "1",
             *(["--keep-partial"] if keep else [])]
     proc = subprocess.Popen(TALKCLIP + [str(a) for a in args], cwd=work, env=dict(os.environ, HF_HUB_OFFLINE="1"),
