@@ -263,3 +263,16 @@ def test_cuda_frames_match_cpu_frames(smile_state, landmarker):
     a = r.render(st, bs).astype(int)
     b = gpu.render(gpu.prepare(load_image(FACES / "smile.jpg"), size=256), bs).astype(int)
     assert a.shape == b.shape and np.abs(a - b).max() <= 2
+
+
+def test_bad_render_settings_and_motion_are_one_line_errors(smile_state):
+    r, st = smile_state
+    for kw, words in (({"iterations": 0}, "iterations must be"), ({"flow_res": 4096}, "flow_res must be")):
+        with pytest.raises(InputError, match=words):
+            Renderer(**kw)
+    bad = st.b0.numpy()[None].copy()
+    bad[0, BS["jawOpen"]] = np.nan
+    with pytest.raises(InputError, match="must be finite"):
+        r.render(st, bad)
+    with pytest.raises(InputError, match="must be finite"):
+        r.render(st, st.b0.numpy()[None], np.full((1, 4, 4), np.inf, np.float32))
