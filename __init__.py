@@ -9,6 +9,16 @@ message; ``cli.py`` prints that line on stderr and exits with ``exit_code``.
 __version__ = "0.1.0"
 
 
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity where the OS has one, else all)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def one_line(e: BaseException) -> str:
     """The first line of an exception's message (its type name when the message is empty)."""
     lines = str(e).strip().splitlines()

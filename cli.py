@@ -617,6 +617,8 @@ def generate_cmd(
     keep_partial: bool = typer.Option(False, "--keep-partial", help="With --stream: keep what an interrupted stream wrote."),
     transcript: Optional[str] = typer.Option(None, "--transcript", help="What the speech says: for checkpoints that read "
                                              "phonemes, align its dictionary phones instead of recognising them."),
+    precision: str = typer.Option("auto", "--precision", help="The style and motion model's arithmetic: auto (bf16 where "
+                                  "the CPU or GPU computes it natively, else fp32), fp32 or bf16. The renderer is always fp32."),
 ) -> None:
     """Portrait + speech + style sentence -> talking-head mp4 (marked synthetic)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -638,7 +640,8 @@ def generate_cmd(
                            export_blendshapes=export_blendshapes, style_video=style_video, text_mix=mix,
                            intensity=intensity, pose_video=pose_video, watermark=not no_watermark,
                            smooth=smooth, basis=basis, threads=threads, renderer=renderer, stream=stream,
-                           keep_partial=keep_partial, transcript=transcript, progress=on_progress)
+                           keep_partial=keep_partial, transcript=transcript, precision=precision,
+                           progress=on_progress)
     finally:
         if bar.live.is_started:
             bar.stop()

@@ -34,5 +34,22 @@ class StyleDecoder(nn.Module):
         assert style.shape[0] == N, f"style batch {style.shape[0]} != windows {N}"
         tgt = content + self.style_add(style)[:, None]               # (N, K, d)
         mem = self.style_mem(style).view(N, self.n_tok, d)           # (N, n_tok, d)
-        h = self.dec(tgt, mem)                                       # (N, K, d)
-        return torch.sigmoid(self.head(h[:, self.centre]))           # (N, 52)
+        if self.training or self.dec.norm is not None or self.dec.layers[-1].norm_first:
+            h = self.dec(tgt, mem)[:, self.centre]                   # (N, d)
+        else:
+            h = self._centre_of_last_layer(tgt, mem)                 # (N, d)
+        return torch.sigmoid(self.head(h))                           # (N, 52)
+
+    def _centre_of_last_layer(self, tgt: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
+        """Inference: every layer but the last on all K tokens, the last on the centre token only
+        (the head reads nothing else, and there the other tokens serve only as keys and values:
+        the same result, with a fifth of the last layer's work). tgt (N, K, d), mem (N, n_tok, d)
+        -> (N, d). The post-norm nn.TransformerDecoderLayer written out, dropout off."""
+        *first, last = self.dec.layers
+        for layer in first:
+            tgt = layer(tgt, mem)                                    # (N, K, d)
+        q = tgt[:, self.centre:self.centre + 1]                      # (N, 1, d)
+        x = last.norm1(q + last.self_attn(q, tgt, tgt, need_weights=False)[0])
+        x = last.norm2(x + last.multihead_attn(x, mem, mem, need_weights=False)[0])
+        x = last.norm3(x + last.linear2(last.activation(last.linear1(x))))
+        return x[:, 0]

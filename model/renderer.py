@@ -642,6 +642,7 @@ class Renderer:
 
         t, _, R, _ = field.shape
         dev = field.device
+        tol2 = NEWTON_TOL * NEWTON_TOL                                              # residuals compared squared
         ys, xs = torch.meshgrid(torch.arange(R, device=dev, dtype=torch.float32),
                                 torch.arange(R, device=dev, dtype=torch.float32), indexing="ij")
         y = torch.stack([xs, ys])[None]                                             # (1, 2, R, R) target px
@@ -652,31 +653,31 @@ class Renderer:
                 g = F.grid_sample(field, (x * (2.0 / (R - 1)) - 1).permute(0, 2, 3, 1), mode="bilinear",
                                   padding_mode="border", align_corners=True)       # (t, 6, R, R)
             r = x + g[:, :2] - y                                                    # (t, 2, R, R) residual
-            err = torch.sqrt(r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1])                 # (t, R, R)
+            err = r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1]                             # (t, R, R) squared
             if best_err is None:
                 best_err = err
             else:
                 best = torch.where((err < best_err)[:, None], x, best)
                 best_err = torch.minimum(err, best_err)
-            if it + 1 == self.iterations or float(best_err.max()) <= NEWTON_TOL:
+            if it + 1 == self.iterations or float(best_err.max()) <= tol2:
                 return best
             x = x - _newton_step(g[:, 2], g[:, 3], g[:, 4], g[:, 5], r[:, 0], r[:, 1], max_step)
         # the rest on the pixels not yet solved, as flat (P,) lists of (frame, row, col) ids
         out = best.permute(0, 2, 3, 1).contiguous()                                 # (t, R, R, 2)
         flat_best, flat_err = out.view(-1, 2), best_err.reshape(-1)                 # (t*R*R, 2), (t*R*R,)
         table = field.permute(0, 2, 3, 1).reshape(-1, 6)                            # (t*R*R, 6)
-        ids = (flat_err > NEWTON_TOL).nonzero().squeeze(1)                          # (P,)
+        ids = (flat_err > tol2).nonzero().squeeze(1)                                # (P,)
         xa = x.permute(0, 2, 3, 1).reshape(-1, 2)[ids]                              # (P, 2) iterates
         pix = ids % (R * R)
         ya = torch.stack([pix % R, pix // R], 1).float()                            # (P, 2) targets
         for it in range(2, self.iterations):
             g = _bilinear_rows(table, ids - pix, xa, R)                             # (P, 6)
             r = xa + g[:, :2] - ya                                                  # (P, 2)
-            err = torch.sqrt(r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1])                 # (P,)
+            err = r[:, 0] * r[:, 0] + r[:, 1] * r[:, 1]                             # (P,) squared
             better = err < flat_err[ids]
             flat_best[ids] = torch.where(better[:, None], xa, flat_best[ids])
             flat_err[ids] = torch.where(better, err, flat_err[ids])
-            go = flat_err[ids] > NEWTON_TOL
+            go = flat_err[ids] > tol2
             if it + 1 == self.iterations or not bool(go.any()):
                 break
             step = _newton_step(g[:, 2], g[:, 3], g[:, 4], g[:, 5], r[:, 0], r[:, 1], max_step)   # (P, 2)

@@ -205,10 +205,9 @@ class BuildOptions:
         Ray, at the cluster's CPU slots, later: see ray_executor.run_phase1)."""
         if self.executor == "ray":
             return self.jobs, None
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cpus = os.cpu_count() or 1
+        from talkclip import usable_cpus
+
+        cpus = usable_cpus()
         if self.jobs > cpus:
             return cpus, f"--jobs {self.jobs} is more than the {cpus} CPU(s) here: using {cpus} worker(s)"
         return self.jobs, None

@@ -66,7 +66,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from talkclip import CheckpointError, InputError, MediaError, one_line
+from talkclip import CheckpointError, InputError, MediaError, one_line, usable_cpus
 from talkclip.pipelines.motion import (MOUTH_OPENING, SILENCE_DBFS, MotionStream, Windowed,  # noqa: F401
                                        frame_rms_dbfs, mix_intensity, silence_gate, smooth_curves)
 from talkclip.schemas import ARKIT_NAMES, NUM_BLENDSHAPES
@@ -80,6 +80,7 @@ FPS_RANGE = (1, 60)
 INTENSITY_RANGE = (0.0, 3.0)
 SMOOTH_RANGE = (0.0, 10.0)
 THREADS_RANGE = (0, 1024)
+PRECISIONS = ("auto", "fp32", "bf16")   # of the TalkCLIP model (text style and motion); the renderer stays fp32
 RENDER_CHUNK = {256: 16, 512: 8}   # frames rendered (and handed to the encoder) at a time
 STREAM_CHUNK_S = 0.2               # seconds of audio per step when streaming a file
 
@@ -116,16 +117,21 @@ class GenerateRequest:
     """Every option of one generation, checked once when the request is made (no decoding, no
     model loading: a bad option fails in milliseconds with one line).
 
-    ``threads``: torch CPU threads while generating, restored afterwards. The rule: 0 (the
-    default) leaves torch's own default (all cores); n >= 1 uses n threads (1 can be faster on a
-    machine busy with other work, see bench/generate_speed.py); negative values are refused.
-    cv2 (which reads the portrait while rendering) follows the same rule. The video encoder
-    runs beside rendering with its own threads (:meth:`encoder_threads`).
+    ``threads``: CPU threads of torch and cv2 while generating, restored afterwards. The rule:
+    n >= 1 uses n threads (1 can be faster on a machine busy with other work, see
+    bench/generate_speed.py); 0 (the default) picks a layout (:meth:`cpu_threads`,
+    :meth:`render_workers`, :meth:`encoder_threads`); negative values are refused. The video
+    encoder runs beside rendering with its own threads.
     ``audio``/``out`` may be None only for :class:`Session` (streaming audio arrives in chunks).
     ``text_mix``: extra (sentence, weight) pairs; the main ``text`` gets 1 - sum(weights).
     ``renderer``: a trained neural renderer checkpoint instead of the rig (``basis``: a fitted
     basis for the rig). ``stream``: write a fragmented mp4 in place while generating;
-    ``keep_partial``: keep what a cancelled stream wrote."""
+    ``keep_partial``: keep what a cancelled stream wrote. ``precision`` of the TalkCLIP model
+    (text style and motion; the renderer always runs in float32): "fp32", "bf16" (autocast), or
+    "auto" (the default): bf16 where the hardware computes it natively (a CPU with AVX512-BF16 or
+    AMX, a CUDA GPU with bf16), else fp32 (:meth:`uses_bf16`). bf16 halves the motion model's
+    time on such CPUs; the frames differ from fp32's by less than the encoder's own loss
+    (bench/generate_speed.py --precision-check gives the PSNR)."""
 
     checkpoint: Path
     image: Path
@@ -149,6 +155,7 @@ class GenerateRequest:
     stream: bool = False
     keep_partial: bool = False
     transcript: str | None = None   # checkpoints that read phonemes: align to it instead of recognising
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         paths = ("checkpoint", "image", "audio", "out", "export_blendshapes", "style_video", "pose_video",
@@ -166,14 +173,46 @@ class GenerateRequest:
 
         object.__setattr__(self, "device", str(resolve_device(self.device)))
 
+    def uses_bf16(self) -> bool:
+        """Whether the model runs under bf16 autocast (see ``precision``)."""
+        if self.precision != "auto":
+            return self.precision == "bf16"
+        import torch
+
+        if self.device == "cpu":
+            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return self.device.startswith("cuda") and torch.cuda.is_bf16_supported()
+
+    def autocast(self):
+        """The context the model runs in: bf16 autocast on this request's device, or nothing."""
+        import torch
+
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.uses_bf16())
+
+    def cpu_threads(self) -> int:
+        """torch's and cv2's threads for the model (and the portrait): ``threads`` when set; else,
+        offline on the CPU, the cores the encoder leaves (on 2 cores: 1, since the encoder starts
+        on the sound track meanwhile, and a torch thread waiting for a core the encoder holds
+        stalls the others at every barrier: the model took twice as long with 2 threads, and
+        half again as much CPU, bench/generate_speed.py); else 0 (their own default)."""
+        if self.threads or self.device != "cpu" or self.stream:
+            return self.threads
+        return max(1, usable_cpus() - self.encoder_threads())
+
+    def render_workers(self) -> int:
+        """Chunks rendered side by side offline: ``threads`` (or every core) on the CPU, 1 on a GPU."""
+        if self.device != "cpu":
+            return 1
+        return self.threads or usable_cpus()
+
     def encoder_threads(self) -> int:
         """x264's threads beside CPU rendering: the cores rendering leaves when ``threads`` is
-        set, else half of them; at least one (on 2 cores one x264 thread beside two torch threads
-        was the fastest layout measured, bench/generate_speed.py). With a GPU renderer, and for
-        streams (encoded on the rendering thread), x264 picks for itself (0)."""
+        set, else half of them; at least one (on 2 cores one x264 thread beside two rendering
+        workers was the fastest layout measured, bench/generate_speed.py). With a GPU renderer,
+        and for streams (encoded on the rendering thread), x264 picks for itself (0)."""
         if self.device != "cpu" or self.stream:
             return 0
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cpus()
         return max(1, cores - self.threads if self.threads else cores // 2)
 
 
@@ -191,6 +230,8 @@ def _check_numbers(r: GenerateRequest) -> None:
     _in_range("--intensity", r.intensity, *INTENSITY_RANGE)
     _in_range("--smooth", r.smooth, *SMOOTH_RANGE)
     _in_range("--threads", r.threads, *THREADS_RANGE, integer=True)
+    if r.precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {r.precision!r}")
     for _, w in r.text_mix:
         _in_range("--mix-weight", w, 0.0, 1.0)
     if sum(w for _, w in r.text_mix) > 1.0 + 1e-6:
@@ -739,7 +780,7 @@ class Session:
         self.inputs = inputs if inputs is not None else decode_inputs(req)
         self.timings = dict(self.inputs.timings)
         t = time.perf_counter()
-        with _cpu_threads(req.threads):
+        with _cpu_threads(req.cpu_threads()):
             self.renderer, self.model = loaded or load_models(self.inputs.checkpoint, req.device, renderer=req.renderer,
                                                               basis=req.basis, landmarker=req.landmarker)
             self.timings["load"] = time.perf_counter() - t
@@ -763,7 +804,7 @@ class Session:
         import torch
 
         req, model, dev = self.req, self.model, self.req.device
-        with torch.no_grad():
+        with torch.no_grad(), req.autocast():
             if req.style_video is not None:
                 sbs, smask = style_frames_from_track(self.inputs.style_track, model.config.model.style_frames)
                 style = model.video_style(torch.from_numpy(sbs)[None].to(dev), torch.from_numpy(smask)[None].to(dev))[0]
@@ -790,8 +831,9 @@ class Session:
             if phones is not None:
                 ids, feats = torch.from_numpy(feats[:, -1].astype(np.int64)), feats[:, :-1]   # (n,), (n, n_mels)
             f = torch.from_numpy(np.ascontiguousarray(feats))
-            styled = model.generate(f, style, phonemes=ids).numpy().astype(np.float32)
-            base = None if neutral is None else model.generate(f, neutral, phonemes=ids).numpy().astype(np.float32)
+            with self.req.autocast():
+                styled = model.generate(f, style, phonemes=ids).float().numpy()
+                base = None if neutral is None else model.generate(f, neutral, phonemes=ids).float().numpy()
             return mix_intensity(styled, base, x)
         return MotionStream(decode, model.config.audio, self.req.fps, model.w, self.req.smooth, phone_ids=phones)
 
@@ -862,7 +904,7 @@ def generate(checkpoint: str | Path, image: str | Path, audio: str | Path, text:
     """Make a talking-head mp4 (see the module docstring): ``options`` are the other fields of
     :class:`GenerateRequest` (device, size, fps, export_blendshapes, style_video, text_mix,
     intensity, pose_video, watermark, smooth, basis, landmarker, threads, renderer, stream,
-    keep_partial). ``progress(stage, done, total)``."""
+    keep_partial, transcript, precision). ``progress(stage, done, total)``."""
     try:
         req = GenerateRequest(checkpoint, image, audio, text, out, **options)
     except TypeError as e:   # an unknown option name from a Python caller
@@ -897,7 +939,7 @@ def _offline(req: GenerateRequest, loaded: Loaded | None, progress) -> tuple[np.
         enc = BackgroundEncoder(writer, first=writer.write_audio, out=req.out)
         try:
             session = Session(req, inputs, loaded)
-            with _cpu_threads(req.threads):
+            with _cpu_threads(req.cpu_threads()):
                 bs, silent = _motion_and_frames(session, enc, progress)
         except BaseException:
             enc.stop()                   # the error on its way wins over the encoder's
@@ -920,16 +962,42 @@ def _motion_and_frames(session: Session, enc: BackgroundEncoder, progress) -> tu
     T = len(bs)
     pose = session.poses(np.arange(T))
     timings["motion"] += time.perf_counter() - t
-    timings["render"] = 0.0
+    t = time.perf_counter()
     chunk = RENDER_CHUNK.get(req.size, 8)
-    for s in range(0, T, chunk):
-        t = time.perf_counter()
-        frames = session.render(bs, pose, s, s + chunk)
-        timings["render"] += time.perf_counter() - t
+    for s, frames in _render_in_order(session, bs, pose, chunk, req.render_workers()):
         enc.put(frames)
         if progress is not None:
             progress("render", min(T, s + chunk), T)
+    timings["render"] = time.perf_counter() - t - enc.waited       # the encoder's back-pressure counts as encode
     return bs, motion.silent
+
+
+def _render_in_order(session: Session, bs: np.ndarray, pose: np.ndarray | None, chunk: int,
+                     workers: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, frames (n, S, S, 3) uint8) of every ``chunk`` frames of ``bs`` (T, 52), in order.
+    On the CPU with ``workers`` > 1, whole chunks render side by side on single-threaded workers
+    (torch's and cv2's own threads set to 1 meanwhile): the renderer's many small tensor ops
+    scale better this way than through torch's intra-op threads, and waste no CPU spinning."""
+    starts = range(0, len(bs), chunk)
+    if workers <= 1:
+        for s in starts:
+            yield s, session.render(bs, pose, s, s + chunk)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _cpu_threads(1), ThreadPoolExecutor(workers, thread_name_prefix="talkclip-render") as pool:
+        pending: list = []
+        try:
+            for s in starts:
+                pending.append((s, pool.submit(session.render, bs, pose, s, s + chunk)))
+                if len(pending) > workers:
+                    s0, f = pending.pop(0)
+                    yield s0, f.result()
+            for s0, f in pending:
+                yield s0, f.result()
+        finally:
+            for _, f in pending:
+                f.cancel()
 
 
 def stream_to_file(session: Session, chunks: Iterable[np.ndarray], out: str | Path, *,

@@ -58,5 +58,6 @@ def hub_server(tmp_path_factory):
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto`` (pyproject's addopts): one worker per usable core, at most 4 (each worker
     loads torch and the landmarker, and the per-process caches of support.py are built per worker)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cores))
+    from talkclip import usable_cpus
+
+    return max(1, min(4, usable_cpus()))

@@ -272,6 +272,29 @@ def test_frame_output_depends_only_on_its_audio_window(model, cfg):
     assert model.generate(torch.zeros(0, cfg.audio.n_mels), style).shape == (0, 52)
 
 
+def test_inference_decoder_runs_its_last_layer_on_the_centre_only(model, cfg):
+    """In eval mode the decoder's last layer works on the centre token alone: the same curves as
+    the whole nn.TransformerDecoder (which training still runs), with and without bf16."""
+    dec = model.decoder
+    dec.eval()
+    N, K, d = 30, 2 * cfg.model.window + 1, cfg.model.d_model
+    content, style = torch.randn(N, K, d), torch.randn(N, cfg.model.style_dim)
+    tgt = content + dec.style_add(style)[:, None]
+    whole = torch.sigmoid(dec.head(dec.dec(tgt, dec.style_mem(style).view(N, dec.n_tok, d))[:, dec.centre]))
+    with torch.no_grad():
+        fast = dec(content, style)
+        torch.testing.assert_close(fast, whole.detach(), atol=2e-6, rtol=0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert (dec(content, style).float() - whole).abs().max() < 0.02
+    dec.train()                                   # training: the whole decoder, dropout draws included
+    torch.manual_seed(1)
+    trained = dec(content, style)
+    torch.manual_seed(1)
+    mem = dec.style_mem(style).view(N, dec.n_tok, d)
+    torch.testing.assert_close(trained, torch.sigmoid(dec.head(dec.dec(tgt, mem)[:, dec.centre])), atol=0, rtol=0)
+    dec.eval()
+
+
 def test_phoneme_input_switch():
     c = load_config("tiny")
     c.model.audio_input = "mel+phoneme"

@@ -159,12 +159,12 @@ def test_cli_silent_audio_makes_closed_mouth_video(tmp_path, tiny_ckpt, landmark
 
 
 @pytest.mark.parametrize("case", ["no_face", "bad_audio", "no_checkpoint", "size", "device", "csv_is_folder",
-                                  "missing_option"])
+                                  "missing_option", "precision"])
 def test_cli_bad_inputs_exit_2_one_line(tmp_path, tiny_ckpt, case, landmarker):
     from PIL import Image
 
     image, audio, ckpt = FACES / "smile.jpg", SPEECH / "hello_en.wav", tiny_ckpt
-    extra = {"size": ["--size", "300"], "device": ["--device", "gpu"],
+    extra = {"size": ["--size", "300"], "device": ["--device", "gpu"], "precision": ["--precision", "fp16"],
              "csv_is_folder": ["--export-blendshapes", str(tmp_path)]}.get(case, [])
     if case == "no_face":
         image = tmp_path / "empty.png"
