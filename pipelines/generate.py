@@ -429,6 +429,7 @@ class Mp4Writer:
         self.a = self.c.add_stream("aac", rate=audio_rate, layout="mono") if audio is not None else None
         self.n = 0
         self.audio_done = 0   # samples encoded
+        self.cancelled = False   # set from another thread: the sound track stops at its next second
 
     def write(self, frames: np.ndarray) -> None:
         import av
@@ -448,7 +449,7 @@ class Mp4Writer:
             return
         step = 1024 * 50
         stop = min(stop, len(self.audio))
-        while self.audio_done < stop:
+        while self.audio_done < stop and not self.cancelled:
             i = self.audio_done
             chunk = self.audio[i:min(stop, i + step)][None]
             af = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
@@ -482,8 +483,9 @@ class Mp4Writer:
 class BackgroundEncoder:
     """Runs ``writer.write`` on a second thread so encoding overlaps rendering (PyAV releases
     the GIL while x264 works). ``put(frames)`` queues; ``finish()`` waits and re-raises the
-    encoder's error (an OSError as "cannot write PATH"); ``stop()`` waits without raising (for
-    when another error is already on its way); ``waited`` is the time the caller spent blocked."""
+    encoder's error (an OSError as "cannot write PATH"); ``stop()`` cancels what is left (the
+    rest of the sound track, queued frames) and waits without raising, for when another error is
+    already on its way; ``waited`` is the time the caller spent blocked."""
 
     def __init__(self, writer: Mp4Writer, depth: int = 2, first: Callable[[], None] | None = None,
                  out: Path | None = None):
@@ -503,7 +505,7 @@ class BackgroundEncoder:
             except BaseException as e:  # noqa: BLE001 - handed to the caller
                 self.error = e
         while (frames := self.q.get()) is not None:
-            if self.error is None:
+            if self.error is None and not self.writer.cancelled:
                 try:
                     self.writer.write(frames)
                 except BaseException as e:  # noqa: BLE001 - handed to the caller
@@ -516,10 +518,14 @@ class BackgroundEncoder:
         self._raise()
 
     def finish(self) -> None:
-        self.stop()
+        self._join()
         self._raise()
 
     def stop(self) -> None:
+        self.writer.cancelled = True
+        self._join()
+
+    def _join(self) -> None:
         t = time.perf_counter()
         self.q.put(None)
         self.t.join()
@@ -933,7 +939,8 @@ def run(req: GenerateRequest, progress: Callable[[str, int, int], None] | None =
 def _offline(req: GenerateRequest, loaded: Loaded | None, progress) -> tuple[np.ndarray, GenerateSummary]:
     """Decode and check the inputs, then open the output and encode its sound track on the
     encoder thread while the models load (unless ``loaded``), the portrait and style are
-    prepared and motion runs; then render, the encoder following behind."""
+    prepared and motion runs; then render, the encoder following behind. An error on the way
+    (a damaged checkpoint, Ctrl-C) stops the sound track at its next second."""
     inputs = decode_inputs(req)
     with video_output(req, inputs.audio_out) as writer:
         enc = BackgroundEncoder(writer, first=writer.write_audio, out=req.out)

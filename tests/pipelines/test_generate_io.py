@@ -242,3 +242,32 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, tiny_ckpt, stream):
     line = _one_line(r.returncode, r.stderr)
     assert "cannot write" in line and str(out) in line, line
     assert list(work.iterdir()) == []
+
+
+def test_an_error_stops_the_sound_track_at_its_next_second(tmp_path):
+    """The sound track is encoded on the encoder thread while the models load; an error then
+    (a damaged checkpoint, Ctrl-C) calls BackgroundEncoder.stop, which cancels the rest of a long
+    track instead of waiting for all of it (a minute of sound here: nothing more is encoded)."""
+    import threading
+
+    from talkclip.annotate.media import load_audio
+    from talkclip.pipelines.generate import BackgroundEncoder, Mp4Writer
+
+    speech = long_speech(tmp_path / "long.wav", "hello_en.wav", seconds=60.0)
+    w = Mp4Writer(tmp_path / "a.mp4", 25, 256, load_audio(speech, 48_000))
+    started, go = threading.Event(), threading.Event()
+
+    def first() -> None:
+        started.set()
+        go.wait()
+        w.write_audio()
+    enc = BackgroundEncoder(w, first=first)
+    started.wait()
+    stopper = threading.Thread(target=enc.stop)
+    stopper.start()
+    while not w.cancelled:
+        time.sleep(0.001)
+    go.set()
+    stopper.join()
+    assert w.audio_done == 0 and len(w.audio) == 60 * 48_000
+    w.abort()
