@@ -205,6 +205,7 @@ def precision_check(ckpt, audio, args) -> None:
     against fp32: the PSNR of the frames (before video encoding) and the largest curve difference."""
     import numpy as np
 
+    from talkclip.pipelines.evaluate import psnr
     from talkclip.pipelines.generate import GenerateRequest, Session
 
     worst_db, worst_bs = float("inf"), 0.0
@@ -217,8 +218,7 @@ def precision_check(ckpt, audio, args) -> None:
             bs = session.motion().push(session.inputs.wav, final=True)                       # (T, 52)
             out[precision] = bs, session.render(bs, session.poses(np.arange(len(bs))), 0, len(bs))  # (T, S, S, 3)
         (bs32, f32), (bs16, f16) = out["fp32"], out["bf16"]
-        mse = float(np.mean((f32.astype(np.float64) - f16) ** 2))
-        db = 10 * np.log10(255.0 ** 2 / mse) if mse > 0 else float("inf")
+        db = float(psnr(f32, f16))
         worst_db, worst_bs = min(worst_db, db), max(worst_bs, float(np.abs(bs32 - bs16).max()))
         print(f"precision {name}: bf16 vs fp32 frames PSNR {db:.1f} dB, curves max |diff| {np.abs(bs32 - bs16).max():.4f}")
     print(f"RESULT precision: bf16 vs fp32 over {len(PORTRAITS)} portraits: worst PSNR {worst_db:.1f} dB, "

@@ -38,7 +38,8 @@ class StyleDecoder(nn.Module):
             h = self.dec(tgt, mem)[:, self.centre]                   # (N, d)
         else:
             h = self._centre_of_last_layer(tgt, mem)                 # (N, d)
-        return torch.sigmoid(self.head(h))                           # (N, 52)
+        with torch.autocast(h.device.type, enabled=False):          # the curves in fp32 under any autocast
+            return torch.sigmoid(self.head(h.float()))               # (N, 52)
 
     def _centre_of_last_layer(self, tgt: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
         """Inference: every layer but the last on all K tokens, the last on the centre token only

@@ -203,7 +203,7 @@ class TextStyleEncoder(nn.Module):
         self.proj = nn.Linear(w, style_dim) if w != style_dim else nn.Identity()
         self.adapter = Adapter(style_dim, cfg.adapter_reduction)
         self.beta = cfg.beta
-        self._cache: dict[str, torch.Tensor] = {}  # caption -> (width,) frozen embedding, on CPU
+        self._cache: dict[tuple, torch.Tensor] = {}  # (caption, autocast dtype or False) -> (width,) on CPU
         self.freeze_backbone()
 
     def freeze_backbone(self) -> None:
@@ -222,14 +222,16 @@ class TextStyleEncoder(nn.Module):
 
     @torch.no_grad()
     def embed(self, texts: list[str]) -> torch.Tensor:
-        """Frozen backbone embeddings e_t, cached per caption string: (B, width) on the adapter's device."""
+        """Frozen backbone embeddings e_t, cached per caption string and autocast state (a bf16
+        embedding is not handed to an fp32 caller): (B, width) on the adapter's device."""
         device = next(self.adapter.parameters()).device
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        cast = torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type)
+        todo = list(dict.fromkeys(t for t in texts if (t, cast) not in self._cache))
         if todo:
             out = self.backbone(todo).detach().float().cpu()  # (n, width)
             for t, e in zip(todo, out):
-                self._cache[t] = e
-        return torch.stack([self._cache[t] for t in texts]).to(device)
+                self._cache[t, cast] = e
+        return torch.stack([self._cache[t, cast] for t in texts]).to(device)
 
     def forward(self, texts: list[str]) -> torch.Tensor:  # (B, style_dim)
         assert len(texts) > 0, "text_style needs at least one text"

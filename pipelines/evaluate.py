@@ -121,6 +121,14 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.float32)
 
 
+def psnr(a: np.ndarray, b: np.ndarray, axis=None) -> np.ndarray | float:
+    """PSNR in dB of 8-bit images a, b (any equal shapes), over all values or per ``axis``
+    (e.g. (1, 2, 3) for (N, H, W, 3) frames); inf where they are equal."""
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=axis)
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(255.0 ** 2 / mse)
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """SSIM of luma images a, b (N, H, W) float 0..255 -> (N,) (see module docstring)."""
     import torch

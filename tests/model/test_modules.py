@@ -163,6 +163,11 @@ def test_text_style_encoder_freezing_cache_and_blend(model, cfg):
     assert not te.backbone.training  # frozen backbone stays in eval mode
     # the cache returns the same embedding the backbone computes
     assert torch.allclose(te.embed(["A woman is angry."]), te.backbone(["A woman is angry."]), atol=1e-6)
+    # ... in the precision asked for: a bf16 embedding is kept apart from the fp32 one
+    fp32 = te.embed(["A calm man."])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = te.embed(["A calm man."])
+    assert not torch.equal(bf16, fp32) and torch.equal(te.embed(["A calm man."]), fp32)
 
 
 def test_clip_backend_needs_local_weights_and_loads_them(tmp_path):
@@ -276,23 +281,28 @@ def test_inference_decoder_runs_its_last_layer_on_the_centre_only(model, cfg):
     """In eval mode the decoder's last layer works on the centre token alone: the same curves as
     the whole nn.TransformerDecoder (which training still runs), with and without bf16."""
     dec = model.decoder
+    was = dec.training
     dec.eval()
-    N, K, d = 30, 2 * cfg.model.window + 1, cfg.model.d_model
-    content, style = torch.randn(N, K, d), torch.randn(N, cfg.model.style_dim)
-    tgt = content + dec.style_add(style)[:, None]
-    whole = torch.sigmoid(dec.head(dec.dec(tgt, dec.style_mem(style).view(N, dec.n_tok, d))[:, dec.centre]))
-    with torch.no_grad():
-        fast = dec(content, style)
-        torch.testing.assert_close(fast, whole.detach(), atol=2e-6, rtol=0)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert (dec(content, style).float() - whole).abs().max() < 0.02
-    dec.train()                                   # training: the whole decoder, dropout draws included
-    torch.manual_seed(1)
-    trained = dec(content, style)
-    torch.manual_seed(1)
-    mem = dec.style_mem(style).view(N, dec.n_tok, d)
-    torch.testing.assert_close(trained, torch.sigmoid(dec.head(dec.dec(tgt, mem)[:, dec.centre])), atol=0, rtol=0)
-    dec.eval()
+    try:
+        N, K, d = 30, 2 * cfg.model.window + 1, cfg.model.d_model
+        content, style = torch.randn(N, K, d), torch.randn(N, cfg.model.style_dim)
+        tgt = content + dec.style_add(style)[:, None]
+        whole = torch.sigmoid(dec.head(dec.dec(tgt, dec.style_mem(style).view(N, dec.n_tok, d))[:, dec.centre]))
+        with torch.no_grad():
+            fast = dec(content, style)
+            torch.testing.assert_close(fast, whole.detach(), atol=2e-6, rtol=0)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                cast = dec(content, style)
+            assert cast.dtype == torch.float32            # the head and its sigmoid stay fp32
+            assert 0 < (cast - whole).abs().max() < 0.02
+        dec.train()                                   # training: the whole decoder, dropout draws included
+        torch.manual_seed(1)
+        trained = dec(content, style)
+        torch.manual_seed(1)
+        mem = dec.style_mem(style).view(N, dec.n_tok, d)
+        torch.testing.assert_close(trained, torch.sigmoid(dec.head(dec.dec(tgt, mem)[:, dec.centre])), atol=0, rtol=0)
+    finally:
+        dec.train(was)
 
 
 def test_phoneme_input_switch():

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from talkclip import usable_cpus
 from talkclip.pipelines import shards
 
 from support import (ROOT, assert_one_line_error, cached_mini_build, cached_mini_mead, data_cli_command,
@@ -126,7 +127,7 @@ def _damaged_corpus(root):
 def test_damaged_archive_retries_and_test_speakers(tmp_path, fixtures, landmarker):
     root, out = tmp_path / "mead", tmp_path / "out"
     intact, cut_member = _damaged_corpus(root)
-    cpus = len(os.sched_getaffinity(0))
+    cpus = usable_cpus()
     cmd = ("build-ta-mead", "--mead", root, "--out", out, "--jobs", str(cpus + 62))
     first = run_data_cli(*cmd)
     assert first.returncode == 1, first.stderr          # failures recorded, the others built

@@ -247,7 +247,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, tiny_ckpt, stream):
 def test_an_error_stops_the_sound_track_at_its_next_second(tmp_path):
     """The sound track is encoded on the encoder thread while the models load; an error then
     (a damaged checkpoint, Ctrl-C) calls BackgroundEncoder.stop, which cancels the rest of a long
-    track instead of waiting for all of it (a minute of sound here: nothing more is encoded)."""
+    track instead of waiting for all of it: stopped after 5 of 60 s, nothing more is encoded."""
     import threading
 
     from talkclip.annotate.media import load_audio
@@ -257,17 +257,21 @@ def test_an_error_stops_the_sound_track_at_its_next_second(tmp_path):
     w = Mp4Writer(tmp_path / "a.mp4", 25, 256, load_audio(speech, 48_000))
     started, go = threading.Event(), threading.Event()
 
-    def first() -> None:
+    def first() -> None:          # the sound track, held after its first 5 s until the stop arrives
+        w._audio_until(5 * 48_000)
         started.set()
         go.wait()
         w.write_audio()
-    enc = BackgroundEncoder(w, first=first)
-    started.wait()
-    stopper = threading.Thread(target=enc.stop)
-    stopper.start()
-    while not w.cancelled:
-        time.sleep(0.001)
-    go.set()
-    stopper.join()
-    assert w.audio_done == 0 and len(w.audio) == 60 * 48_000
-    w.abort()
+    try:
+        enc = BackgroundEncoder(w, first=first)
+        started.wait()
+        stopper = threading.Thread(target=enc.stop)
+        stopper.start()
+        while not w.cancelled:
+            time.sleep(0.001)
+        go.set()
+        stopper.join()
+        assert w.audio_done == 5 * 48_000 and len(w.audio) == 60 * 48_000
+    finally:
+        go.set()
+        w.abort()
