@@ -108,7 +108,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 import numpy as np
 import pyarrow as pa
 
-from talkclip import InputError, MediaError, NoFaceError, TalkclipError, __version__, one_line
+from talkclip import InputError, MediaError, NoFaceError, TalkclipError, __version__, one_line, usable_cpus
 from talkclip.schemas import AU_IDS, NUM_BLENDSHAPES, NUM_LANDMARKS
 from talkclip.schemas.build import BUILD_MARKERS, WORK_DIR, dequantise_landmarks, quantise_landmarks
 from talkclip.schemas.files import atomic_write_text, claim_output_dir
@@ -205,8 +205,6 @@ class BuildOptions:
         Ray, at the cluster's CPU slots, later: see ray_executor.run_phase1)."""
         if self.executor == "ray":
             return self.jobs, None
-        from talkclip import usable_cpus
-
         cpus = usable_cpus()
         if self.jobs > cpus:
             return cpus, f"--jobs {self.jobs} is more than the {cpus} CPU(s) here: using {cpus} worker(s)"

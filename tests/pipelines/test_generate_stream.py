@@ -177,7 +177,7 @@ def test_bf16_model_and_parallel_render_keep_the_frames(tiny_ckpt, landmarker):
     assert np.array_equal(np.concatenate([f for _, f in parallel]), np.concatenate([f for _, f in serial]))
 
 
-def test_parallel_render_passes_errors_on_and_restores_threads(tiny_ckpt):
+def test_parallel_render_passes_errors_on_and_restores_threads():
     """A chunk that fails on a render worker raises in the caller, once the chunks before it are
     out; closing the generator early cancels the rest; torch's thread count is restored."""
     import torch
