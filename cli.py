@@ -482,14 +482,17 @@ def calibrate_cmd(
 def stats_cmd(
     out_dir: Path = typer.Argument(..., help="A TA-MEAD build folder (from build-ta-mead)."),
     samples: int = typer.Option(8, "--samples", help="How many sample captions to show."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Also draw clips_per_level.png and au_activation.png "
+                                         "into this folder (created when missing)."),
 ) -> None:
     """Clips per emotion/level, AU activation rates per group, sample captions."""
     from rich.table import Table
 
-    from talkclip.pipelines.stats import dataset_stats
+    from talkclip.pipelines.stats import dataset_stats, write_stats_plots
     from talkclip.schemas import AU_IDS
 
     st = dataset_stats(out_dir, n_samples=samples)
+    drawn = write_stats_plots(st, plots) if plots is not None else []   # a bad folder fails before any output
     console.print(f"{st.clips} clips, {st.speakers} speakers, {st.frames} frames; splits "
                   f"{', '.join(f'{k} {v}' for k, v in st.splits.items())}; failed "
                   f"{sum(st.failures_by_stage.values())} ({', '.join(f'{k} {v}' for k, v in st.failures_by_stage.items()) or '-'}); "
@@ -511,6 +514,8 @@ def stats_cmd(
     for cid, text in st.samples:
         cap.add_row(cid, text)
     console.print(cap)
+    if drawn:
+        console.print("plots: " + ", ".join(str(p) for p in drawn), markup=False, highlight=False)
 
 
 @data.command("push")

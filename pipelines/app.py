@@ -37,6 +37,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from talkclip import InputError, MissingAssetError, TalkclipError, one_line
+from talkclip.pipelines.plots import au_figure, curves_figure, stats_figures
 from talkclip.schemas import AU_IDS
 from talkclip.schemas.files import atomic_write, atomic_write_bytes
 
@@ -49,9 +50,6 @@ STYLE_EXAMPLES = (
     "A woman is sad and speaks with lip corners depressed and inner brows raised.",
     "A man speaks calmly with a neutral expression.",
 )
-# main blendshape curves plotted after generation (ARKit names, as in the CSV)
-CURVES = {"jaw": ("jawOpen",), "lips": ("mouthSmileLeft", "mouthFunnel", "mouthPucker", "mouthClose"),
-          "brows": ("browInnerUp", "browDownLeft", "browOuterUpLeft"), "eyes": ("eyeBlinkLeft", "eyeWideLeft")}
 NO_CHECKPOINT = ("**No checkpoint loaded.** Start the app with `talkclip app --checkpoint DIR` (a folder written "
                  "by `talkclip train`; see the README's *Model and training*). A tiny one for a quick look: "
                  "`talkclip-data demo`, then `talkclip train --data demo_out/ta-mead --config tiny --out runs/tiny`.")
@@ -116,77 +114,6 @@ def ui_errors(fn: Callable) -> Callable:
         except Exception as e:  # noqa: BLE001 - the server must keep serving
             raise one_line_error(e, args, kwargs) from None
     return wrapped
-
-
-# ---------------------------------------------------------------- plots (matplotlib Figure objects, no pyplot state)
-
-def au_figure(intensity: np.ndarray, levels: np.ndarray, thresholds: np.ndarray, title: str):
-    """Bar chart of (12,) AU intensities (0-5) coloured by level, each AU's three level
-    thresholds (12, 3) drawn as ticks across its bar."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 3.2), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    x = np.arange(len(AU_IDS))
-    colours = np.array(["#c7ccd6", "#9ecae1", "#4292c6", "#08519c"])[np.clip(levels, 0, 3)]
-    ax.bar(x, np.nan_to_num(intensity), color=colours, width=0.7)
-    for k, (style, name) in enumerate((("dotted", "level 1"), ("dashed", "level 2"), ("solid", "level 3"))):
-        ax.hlines(thresholds[:, k], x - 0.42, x + 0.42, colors="#d94801", linestyles=style, linewidth=1.2,
-                  label=f"{name} threshold")
-    ax.set_xticks(x, [f"AU{a}" for a in AU_IDS])
-    ax.set_ylim(0, max(5.4, float(np.nanmax(intensity, initial=0)) * 1.08))
-    ax.set_ylabel("intensity (0-5)")
-    ax.legend(loc="upper right", fontsize=7, ncols=3, frameon=False)
-    ax.set_title(title, fontsize=9)
-    return fig
-
-
-def curves_figure(csv_path: Path, fps: float):
-    """The main blendshape curves (jaw, lips, brows, eyes) of a generated ARKit CSV over time."""
-    import csv
-
-    from matplotlib.figure import Figure
-
-    with open(csv_path, newline="") as f:
-        rows = list(csv.reader(f))
-    head, data = rows[0], np.array([[float(v) for v in r[2:]] for r in rows[1:]], dtype=np.float32)  # (T, 52)
-    t = np.arange(len(data)) / fps
-    fig = Figure(figsize=(7.5, 4.0), dpi=100, layout="constrained")
-    axes = fig.subplots(len(CURVES), 1, sharex=True)
-    for ax, (part, names) in zip(axes, CURVES.items()):
-        for n in names:
-            ax.plot(t, data[:, head.index(n) - 2], linewidth=1.1, label=n)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel(part)
-        ax.legend(loc="upper right", fontsize=6, ncols=len(names), frameon=False)
-    axes[-1].set_xlabel("time (s)")
-    axes[0].set_title("main blendshape curves (ARKit names)", fontsize=9)
-    return fig
-
-
-def stats_figures(st):
-    """(clips per emotion and level, AU activation per group) of a DatasetStats."""
-    from matplotlib.figure import Figure
-
-    emotions = sorted({g.emotion for g in st.groups})
-    fig1 = Figure(figsize=(6.5, 2.8), dpi=100, layout="constrained")
-    ax = fig1.add_subplot()
-    for lv in (1, 2, 3):
-        counts = [sum(g.clips for g in st.groups if g.emotion == e and g.level == lv) for e in emotions]
-        ax.bar(np.arange(len(emotions)) + (lv - 2) * 0.27, counts, width=0.27, label=f"level {lv}")
-    ax.set_xticks(np.arange(len(emotions)), emotions)
-    ax.set_ylabel("clips")
-    ax.legend(fontsize=7, frameon=False)
-    ax.set_title("clips per emotion and level", fontsize=9)
-    fig2 = Figure(figsize=(6.5, 0.9 + 0.28 * max(1, len(st.groups))), dpi=100, layout="constrained")
-    ax = fig2.add_subplot()
-    act = np.array([g.activation for g in st.groups], dtype=np.float32).reshape(-1, len(AU_IDS))  # (G, 12)
-    im = ax.imshow(100 * act, vmin=0, vmax=100, cmap="Blues", aspect="auto")
-    ax.set_xticks(np.arange(len(AU_IDS)), [f"AU{a}" for a in AU_IDS], fontsize=7)
-    ax.set_yticks(np.arange(len(st.groups)), [f"{g.emotion}/{g.level} ({g.clips})" for g in st.groups], fontsize=7)
-    fig2.colorbar(im, ax=ax, label="% of clips active")
-    ax.set_title("AU activation: % of each group's clips at level >= 1", fontsize=9)
-    return fig1, fig2
 
 
 # ---------------------------------------------------------------- the tab functions (plain Python, testable)

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from talkclip import CheckpointError, ConfigError, InputError
+from talkclip import CheckpointError, ConfigError, InputError, one_line
 
 STAGES = ("1", "2", "both")
 SPLITS = ("train", "test", "all")
@@ -275,6 +275,7 @@ class Solver:
     what = ""                 # command name: messages, progress bar
     log_file = ""             # OUT/<log_file>
     log_columns: tuple[str, ...] = ()
+    plot_skip: tuple[str, ...] = ()  # log columns left out of <log>.png (besides step and seconds)
     config_hint = ""          # the packaged config names, for "no config given"
     ddp = False               # may run under torchrun (each rank takes its share of every batch)
     tensorboard = False       # TensorBoard events under OUT/tb
@@ -342,6 +343,17 @@ class Solver:
         return False
 
     # -------- shared machinery
+    def plot_log(self, log_path: Path) -> None:
+        """``<log>.png`` beside the CSV log: the whole run's curves (resumed runs included). Drawing
+        cannot fail a run whose checkpoint is saved: a failure becomes a note."""
+        from talkclip.pipelines.plots import log_figure, save_png
+
+        try:
+            save_png(log_figure(log_path, f"{self.what}: {log_path.parent.name}", self.plot_skip),
+                     log_path.with_suffix(".png"))
+        except Exception as e:  # noqa: BLE001 - a plot is a convenience, the run is done
+            self.notes.append(f"no loss plot ({one_line(e)})")
+
     def autocast(self):
         """bf16 autocast on CUDA, nothing elsewhere."""
         import torch
@@ -529,6 +541,8 @@ class Solver:
             self.bar.stop()
             torch.set_num_threads(saved_threads)
         self.save(step)
+        if main_rank:
+            self.plot_log(out / self.log_file)
         if self.world > 1:  # pragma: no cover - needs torchrun
             import torch.distributed as dist
 

@@ -2,7 +2,8 @@
 
 Clips per emotion and level, AU activation rates (share of clips with level >= 1) per
 emotion/level group, failures by stage, and sample captions (the first caption of the first
-clip of each group, sorted by clip id, so the output is stable).
+clip of each group, sorted by clip id, so the output is stable). :func:`write_stats_plots` draws
+the first two as PNG files (``--plots DIR``), the figures the app's Dataset tab shows.
 """
 
 from __future__ import annotations
@@ -65,3 +66,18 @@ def dataset_stats(out_dir: str | Path, *, n_samples: int = 8) -> DatasetStats:
         frames=int(sum(t.column("frames").to_pylist())), splits=dict(sorted(splits.items())),
         failures_by_stage=dict(sorted(by_stage.items())),
         av_mismatch=int(sum(t.column("av_mismatch").to_pylist())), groups=groups, samples=samples)
+
+
+PLOT_FILES = ("clips_per_level.png", "au_activation.png")
+
+
+def write_stats_plots(st: DatasetStats, folder: str | Path) -> list[Path]:
+    """Clips per emotion and level, and AU activation per group, as ``folder``/``PLOT_FILES``
+    (the folder is created when missing; one-line InputError when it cannot be written)."""
+    from talkclip.pipelines.plots import save_png, stats_figures
+    from talkclip.schemas.files import check_output_file
+
+    paths = [check_output_file(Path(folder) / name, "a stats plot", (".png",)) for name in PLOT_FILES]
+    for fig, path in zip(stats_figures(st), paths):
+        save_png(fig, path)
+    return paths

@@ -84,6 +84,7 @@ class TalkCLIPSolver(_TAMEADSolver):
     """TalkCLIP's generator (+ temporal discriminator) with the paper's two-stage schedule."""
 
     kind, what, log_file, log_columns = "talkclip", "train", "train_log.csv", LOG_COLUMNS
+    plot_skip = ("stage", "use_text")   # the schedule shows in p; use_text is a coin flip per step
     ddp = True
     tensorboard = True
     n1: int | None = None     # steps spent in stage 1

@@ -59,6 +59,18 @@ def atomic_output(path: str | Path, *, shared: bool = True) -> Iterator[Path]:
                 break
 
 
+@contextlib.contextmanager
+def cannot_write(path: str | Path) -> Iterator[None]:
+    """An OSError while writing ``path`` (disk full, a special file system, a folder removed
+    under it) as a one-line :class:`talkclip.InputError` naming the file."""
+    from talkclip import InputError, one_line
+
+    try:
+        yield
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {one_line(e)}") from None
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None], *, shared: bool = True) -> Path:
     """Call ``write(tmp)`` to fill a temporary file and move it onto ``path`` atomically
     (see :func:`atomic_output`)."""

@@ -21,23 +21,19 @@ PYVER=${PYVER:-3.12}
 FIXTURES=${TALKCLIP_FIXTURES:-$ROOT/../shared/fixtures}
 CACHE=${TALKCLIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/talkclip}
 LIMIT_MIB=60
-# Pinned in pyproject.toml, absent from the GPU image; then the packages these need that the image
-# lacks (ftfy, wcwidth: open_clip's tokenizer; sounddevice: imported by mediapipe's tasks).
-PINNED="av mediapipe open_clip_torch"
-EXTRA="ftfy wcwidth sounddevice"
-
+VENV_PY=${VENV_PY:-$ROOT/.venv/bin/python}
+# What the GPU image lacks: PyAV, MediaPipe, open_clip and the two of open_clip's needs it lacks
+# (ftfy, wcwidth), at the versions the set-up command installed in .venv (pyproject's pins).
+PACKAGES="av mediapipe open_clip_torch ftfy wcwidth"
 die() { echo "pack.sh: $*" >&2; exit 2; }
 [ -f "$CACHE/face_landmarker.task" ] || die "no face landmarker in $CACHE: run \`talkclip-data setup\` first"
 [ -f "$FIXTURES/faces/smile.jpg" ] || die "no fixtures at $FIXTURES: set TALKCLIP_FIXTURES"
 [ -f "$ROOT/demo_out/ta-mead/manifest.json" ] || die "no demo build in demo_out/: run \`talkclip-data demo\` first"
 
-pins=$(python3 - "$ROOT/pyproject.toml" $PINNED <<'EOF'
-import re, sys, tomllib
-deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-pinned = {re.split(r"[=<>! ;]", d, 1)[0].lower(): d.split(";")[0].strip() for d in deps}
-print(" ".join(pinned[n.lower()] for n in sys.argv[2:]))
-EOF
-)
+[ -x "$VENV_PY" ] || die "no $VENV_PY: run the README's set-up command first (or set VENV_PY)"
+# shellcheck disable=SC2086
+pins=$("$VENV_PY" -c 'import sys; from importlib.metadata import version
+print(" ".join(f"{n}=={version(n)}" for n in sys.argv[1:]))' $PACKAGES) || die "a package of the kit is not installed in $VENV_PY"
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -46,11 +42,11 @@ plat=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64; do
   plat+=(--platform "$p")
 done
-echo "wheels for Python $PYVER: $pins $EXTRA"
+echo "wheels for Python $PYVER: $pins"
 # shellcheck disable=SC2086
-python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp \
-  "${plat[@]}" -d "$stage/wheels" $pins $EXTRA 2> >(grep -v "^WARNING: Location" >&2)
-for w in "$stage"/wheels/*.whl; do python3 -m zipfile -e "$w" "$stage/kit/site"; done
+"$VENV_PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp \
+  "${plat[@]}" -d "$stage/wheels" $pins 2> >(grep -v "^WARNING: Location" >&2)
+for w in "$stage"/wheels/*.whl; do "$VENV_PY" -m zipfile -e "$w" "$stage/kit/site"; done
 
 cp "$CACHE/face_landmarker.task" "$stage/kit/cache/"
 mkdir -p "$stage/kit/fixtures/faces" "$stage/kit/fixtures/speech"
@@ -61,7 +57,10 @@ cp -r "$ROOT/demo_out/mead" "$ROOT/demo_out/ta-mead" "$stage/kit/demo/"
 mkdir -p "$KIT"
 echo "compressing $(du -sh "$stage/kit" | cut -f1) (xz, a minute or two)"
 tar -C "$stage/kit" -cf - . | xz -9 -T0 > "$KIT/kit.tar.xz.part"
+size=$(( $(stat -c %s "$KIT/kit.tar.xz.part") / 1048576 ))
+if [ "$size" -ge "$LIMIT_MIB" ]; then
+  rm -f "$KIT/kit.tar.xz.part"
+  die "the kit is $size MiB, over the $LIMIT_MIB MiB a device call carries beside the repository"
+fi
 mv "$KIT/kit.tar.xz.part" "$KIT/kit.tar.xz"
-size=$(( $(stat -c %s "$KIT/kit.tar.xz") / 1048576 ))
-[ "$size" -lt "$LIMIT_MIB" ] || die "the kit is $size MiB, over the $LIMIT_MIB MiB a device call carries"
 echo "wrote $KIT/kit.tar.xz ($size MiB): carry .gpu-kit and run \`bash bench/gpu/check.sh\` there"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from talkclip import InputError, LayoutError
 from talkclip.pipelines.calibrate import MIN_GAP, calibrate, derive_thresholds
 
-from support import cached_mini_build, read_build_tables
+from support import assert_one_line_error, cached_mini_build, read_build_tables, run_data_cli
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +95,36 @@ def test_stats_and_calibrate_cli(built, tmp_path):
     res = runner.invoke(data, ["calibrate", str(out), "--out", str(tmp_path / "t.csv")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "t.csv").is_file() and "--au-table" in res.output
+
+
+def test_stats_figures_show_the_counts_and_rates(built):
+    from talkclip.pipelines.plots import stats_figures
+    from talkclip.pipelines.stats import dataset_stats
+
+    st = dataset_stats(built[1])
+    counts, activation = stats_figures(st)
+    bars = counts.axes[0].patches
+    emotions = sorted({g.emotion for g in st.groups})
+    heights = {(round(b.get_x() + b.get_width() / 2 + 0.27 * (2 - lv)), lv): b.get_height()   # bar centre -> emotion index
+               for lv, chunk in zip((1, 2, 3), np.split(np.array(bars), 3)) for b in chunk}
+    for g in st.groups:
+        assert heights[(emotions.index(g.emotion), g.level)] == g.clips
+    shown = activation.axes[0].get_images()[0].get_array()
+    assert np.allclose(shown, 100 * np.array([g.activation for g in st.groups]))
+
+
+def test_stats_cli_writes_the_plots_and_refuses_a_bad_folder_first(built, tmp_path):
+    from PIL import Image
+
+    from talkclip.cli import data
+
+    build = built[1]
+    res = CliRunner().invoke(data, ["stats", str(build), "--plots", str(tmp_path / "plots" / "new")])
+    assert res.exit_code == 0, res.output
+    for name in ("clips_per_level.png", "au_activation.png"):
+        with Image.open(tmp_path / "plots" / "new" / name) as im:
+            assert im.format == "PNG" and im.size[0] == 650
+    assert "plots: " in res.output
+    (tmp_path / "file").write_text("x")
+    line = assert_one_line_error(run_data_cli("stats", build, "--plots", tmp_path / "file"))
+    assert "is a file, not a folder" in line

@@ -86,7 +86,7 @@ def test_train_renderer_cli_then_generate(mini, tmp_path):
              "--batch-size", 2, "--split", "all", "--threads", 1, "--seed", 1)
     assert r.returncode == 0, r.stderr
     assert {"model.safetensors", "config.json", "optimizer.safetensors", "trainer_state.json",
-            "renderer_log.csv"} <= {p.name for p in out.iterdir()}
+            "renderer_log.csv", "renderer_log.png"} <= {p.name for p in out.iterdir()}
     assert json.loads((out / "trainer_state.json").read_text())["step"] == 4
     # --resume continues to a later step and appends to the log
     r = _cli("train-renderer", "--data", build, "--out", out, "--steps", 10, "--resume", "--split", "all",
