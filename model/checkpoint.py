@@ -32,6 +32,8 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 OPTIM_FILE = "optimizer.safetensors"
 STATE_FILE = "trainer_state.json"
+# each kind of checkpoint's training log (CSV), and its plot beside it (the same name, .png)
+LOG_FILES = {"talkclip": "train_log.csv", "sync": "sync_log.csv", "neural-renderer": "renderer_log.csv"}
 
 
 def _excluded_prefixes(cfg: TalkCLIPConfig) -> tuple[str, ...]:

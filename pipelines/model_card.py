@@ -53,7 +53,7 @@ def _text_encoder(cfg) -> dict:
 
 def read_checkpoint_facts(ck: Path) -> dict:
     """What the card says about a local checkpoint directory; one-line errors when it is none."""
-    from talkclip.model.checkpoint import CONFIG_FILE, MODEL_FILE, STATE_FILE, read_checkpoint_config
+    from talkclip.model.checkpoint import CONFIG_FILE, LOG_FILES, MODEL_FILE, STATE_FILE, read_checkpoint_config
 
     if not ck.is_dir():
         raise InputError(f"no such checkpoint folder: {ck}" + (" (it is a file)" if ck.exists() else ""))
@@ -78,8 +78,9 @@ def read_checkpoint_facts(ck: Path) -> dict:
         text = _text_encoder(cfg) if kind == "talkclip" else None
     else:
         raise CheckpointError(f"{ck / MODEL_FILE} holds a {kind!r} file, not a talkclip checkpoint")
+    plot = Path(LOG_FILES[kind]).with_suffix(".png").name       # the training curves, when drawn
     facts = {"kind": kind, "config_name": cfg.name, "parameters": n_params, "text_encoder": text,
-             "steps": None, "data": None}
+             "steps": None, "data": None, "curves": plot if (ck / plot).is_file() else None}
     if (ck / STATE_FILE).is_file():
         try:
             state = json.loads((ck / STATE_FILE).read_text())
@@ -151,8 +152,8 @@ def _body(facts: dict, repo_id: str, evaluation: dict | None, dataset_repo: str 
              f"A {KIND_TITLES[kind]} ({facts['parameters']:,d} parameters, config `{facts['config_name']}`) "
              "made with talkclip, an open implementation of *TalkCLIP: Talking Head "
              "Generation with Text-Guided Expressive Speaking Styles* (Ma et al.). Files: `model.safetensors` "
-             "(weights) and `config.json` (the model config)" + (", plus the optimizer and resume state." if with_state
-                                                                 else "."),
+             "(weights) and `config.json` (the model config)" + (", plus the optimizer and resume state and the "
+                                                                 "training log." if with_state else "."),
              _usage(kind, repo_id)]
     lines = ["## Training", ""]
     if text:
@@ -166,6 +167,8 @@ def _body(facts: dict, repo_id: str, evaluation: dict | None, dataset_repo: str 
                      + (f", {data['clips']} clips" if data.get("clips") else ""))
     else:
         lines.append("- data: not recorded in the checkpoint")
+    if facts.get("curves"):
+        lines += ["", f"![training curves: each logged loss against the step]({facts['curves']})"]
     parts.append("\n".join(lines))
     if evaluation:
         rows = ["## Evaluation", "", "`talkclip eval` on held-out clips (LMD in inter-ocular distances):", "",

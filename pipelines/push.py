@@ -172,9 +172,10 @@ class CheckpointPushOptions:
 
 
 def plan_checkpoint_push(opts: CheckpointPushOptions) -> PushPlan:
-    """Check a checkpoint directory locally and plan one commit: weights, config, model card
-    (+ optimizer/resume state and training log with ``with_state``)."""
-    from talkclip.model.checkpoint import CONFIG_FILE, MODEL_FILE, OPTIM_FILE, STATE_FILE
+    """Check a checkpoint directory locally and plan one commit: weights, config, model card, the
+    training curves (``<log>.png``, shown in the card) when the folder has them (+ optimizer/resume
+    state and the training log CSV with ``with_state``)."""
+    from talkclip.model.checkpoint import CONFIG_FILE, LOG_FILES, MODEL_FILE, OPTIM_FILE, STATE_FILE
 
     from .model_card import model_card, read_checkpoint_facts
 
@@ -184,8 +185,10 @@ def plan_checkpoint_push(opts: CheckpointPushOptions) -> PushPlan:
     ck = Path(opts.checkpoint)
     facts = read_checkpoint_facts(ck)   # CheckpointError / InputError on anything wrong
     files: list[tuple[str, Path | bytes]] = [(MODEL_FILE, ck / MODEL_FILE), (CONFIG_FILE, ck / CONFIG_FILE)]
+    if facts["curves"]:
+        files.append((facts["curves"], ck / facts["curves"]))
     if opts.with_state:
-        state = [n for n in (OPTIM_FILE, STATE_FILE, "train_log.csv", "renderer_log.csv") if (ck / n).is_file()]
+        state = [n for n in (OPTIM_FILE, STATE_FILE, LOG_FILES[facts["kind"]]) if (ck / n).is_file()]
         if not any(n in state for n in (OPTIM_FILE, STATE_FILE)):
             raise InputError(f"--with-state: {ck} holds no resume state ({STATE_FILE}, {OPTIM_FILE})")
         files += [(n, ck / n) for n in state]

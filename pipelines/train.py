@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from talkclip import CheckpointError, ConfigError
+from talkclip.model.checkpoint import LOG_FILES
 
 from .solver import CsvLog, Solver, TrainOptions, TrainSummary, restore_rng, rng_state  # noqa: F401 (re-exported)
 
@@ -83,7 +84,7 @@ class _TAMEADSolver(Solver):
 class TalkCLIPSolver(_TAMEADSolver):
     """TalkCLIP's generator (+ temporal discriminator) with the paper's two-stage schedule."""
 
-    kind, what, log_file, log_columns = "talkclip", "train", "train_log.csv", LOG_COLUMNS
+    kind, what, log_file, log_columns = "talkclip", "train", LOG_FILES["talkclip"], LOG_COLUMNS
     plot_skip = ("stage", "use_text")   # the schedule shows in p; use_text is a coin flip per step
     ddp = True
     tensorboard = True
@@ -223,7 +224,7 @@ def sync_batch(batch: dict, K: int, w: int, min_shift: int, rng: np.random.Gener
 class SyncSolver(_TAMEADSolver):
     """The lip-sync discriminator: BCE on in-sync vs shifted (motion, audio) windows."""
 
-    kind, what, log_file, log_columns = "sync", "train-sync", "sync_log.csv", SYNC_LOG_COLUMNS
+    kind, what, log_file, log_columns = "sync", "train-sync", LOG_FILES["sync"], SYNC_LOG_COLUMNS
 
     def default_steps(self) -> int:
         return self.cfg.train.sync_steps

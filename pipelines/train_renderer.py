@@ -42,12 +42,13 @@ from typing import Callable
 import numpy as np
 
 from talkclip import InputError, TalkclipError, one_line
+from talkclip.model.checkpoint import LOG_FILES
 from talkclip.model.neural_renderer import KIND
 
 from .solver import SPLITS, Solver, TrainOptions, TrainSummary
 
 LOG_COLUMNS = ("step", "total", "l1", "ssim", "warp", "smooth", "seconds")
-LOG_FILE = "renderer_log.csv"
+LOG_FILE = LOG_FILES[KIND]
 
 
 @dataclass

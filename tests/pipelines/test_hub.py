@@ -58,12 +58,14 @@ def _card_meta(text: str) -> dict:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny TalkCLIP checkpoint with resume state, as the trainer saves it after 2 steps on a build."""
+    """A tiny TalkCLIP checkpoint with resume state, log and log plot, as the trainer saves it after
+    2 steps on a build."""
     import torch
 
     from talkclip.model.checkpoint import save_checkpoint
     from talkclip.model.config import load_config
     from talkclip.model.talkclip import TalkCLIP
+    from talkclip.pipelines.plots import log_figure, save_png
     from talkclip.pipelines.push import build_fingerprint
 
     root = tmp_path_factory.mktemp("hub-train")
@@ -74,6 +76,9 @@ def trained(tmp_path_factory):
     opt = torch.optim.Adam(model.generator_parameters(), lr=1e-4)
     save_checkpoint(model, root / "ckpt", optimizers={"opt_g": opt},
                     state={"kind": "talkclip", "step": 2, "data_dir": str(data), "data": build_fingerprint(data)})
+    log = root / "ckpt" / "train_log.csv"
+    log.write_text("step,total,rec\n1,0.9,0.5\n2,0.8,0.4\n")
+    save_png(log_figure(log, "train"), log.with_suffix(".png"))
     return data, root / "ckpt"
 
 
@@ -122,8 +127,10 @@ def test_checkpoint_push_card_and_generate_by_name(hub_server, trained, tmp_path
     r = _run([*TALKCLIP, "push", ck, "--repo", repo, "--eval", report, "--dataset", "tester/ta-mead-mini"], env)
     assert r.returncode == 0 and "pushed:" in r.stdout, r.stderr
     stored = hub_server.repo_files(repo)
-    assert set(stored) == {".gitattributes", "README.md", "config.json", "model.safetensors"}   # no resume state
+    # no resume state; the training curves the card shows
+    assert set(stored) == {".gitattributes", "README.md", "config.json", "model.safetensors", "train_log.png"}
     assert stored["model.safetensors"] == (ck / "model.safetensors").read_bytes()
+    assert stored["train_log.png"] == (ck / "train_log.png").read_bytes()
     card = stored["README.md"].decode()
     meta = _card_meta(card)
     assert meta["library_name"] == "talkclip" and meta["license"] == "other" and "synthetic-media" in meta["tags"]
@@ -264,10 +271,11 @@ def test_checkpoint_push_plan_is_checked_locally(trained, tmp_path):
 
     _, ck = trained
     plan = plan_checkpoint_push(CheckpointPushOptions(ck, "tester/x"))
-    assert [p for p, _ in plan.files] == ["README.md", "model.safetensors", "config.json"] and plan.repo_type == "model"
+    assert [p for p, _ in plan.files] == ["README.md", "model.safetensors", "config.json", "train_log.png"]
+    assert plan.repo_type == "model" and "](train_log.png)" in plan.files[0][1].decode()   # the card shows the curves
     assert plan.total_bytes == sum(n for _, n in plan.sizes()) and "2 steps" in plan.commit_message
     full = plan_checkpoint_push(CheckpointPushOptions(ck, "tester/x", with_state=True))
-    assert {"optimizer.safetensors", "trainer_state.json"} <= {p for p, _ in full.files}
+    assert {"optimizer.safetensors", "trainer_state.json", "train_log.csv"} <= {p for p, _ in full.files}
     with pytest.raises(InputError, match="OWNER/NAME"):
         plan_checkpoint_push(CheckpointPushOptions(ck, "no-slash"))
     bad_eval = tmp_path / "eval.json"
@@ -289,7 +297,8 @@ def test_checkpoint_push_plan_is_checked_locally(trained, tmp_path):
     weights_only.mkdir()
     for name in ("model.safetensors", "config.json"):
         shutil.copy(ck / name, weights_only / name)
-    assert [p for p, _ in plan_checkpoint_push(CheckpointPushOptions(weights_only, "tester/x")).files] == \
-        ["README.md", "model.safetensors", "config.json"]
+    bare = plan_checkpoint_push(CheckpointPushOptions(weights_only, "tester/x"))
+    assert [p for p, _ in bare.files] == ["README.md", "model.safetensors", "config.json"]
+    assert "training curves" not in bare.files[0][1].decode()
     with pytest.raises(InputError, match="holds no resume state"):
         plan_checkpoint_push(CheckpointPushOptions(weights_only, "tester/x", with_state=True))

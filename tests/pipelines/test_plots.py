@@ -11,6 +11,7 @@ from PIL import Image
 
 from talkclip import InputError
 from talkclip.pipelines.plots import log_figure, moving_mean, read_log, save_png
+from talkclip.pipelines.push import CheckpointPushOptions, plan_checkpoint_push
 
 from support import write_synthetic_tamead
 
@@ -90,6 +91,10 @@ def test_every_trainer_writes_its_log_plot_and_a_failed_plot_is_only_a_note(tmp_
     assert drawn["train_log.png"] == ["p", "total", "rec", "l1", "ssim", "cos", "tem", "d_tem"]
     train_sync(data, "tiny", tmp_path / "s", steps=3, workers=0)
     assert (tmp_path / "s" / "sync_log.png").is_file() and drawn["sync_log.png"] == ["loss", "acc"]
+    # a push carries each kind's own plot (shown in the card), and its log CSV with the resume state
+    plan = plan_checkpoint_push(CheckpointPushOptions(tmp_path / "s", "me/sync", with_state=True))
+    assert {"sync_log.png", "sync_log.csv", "trainer_state.json"} <= {name for name, _ in plan.files}
+    assert "](sync_log.png)" in plan.files[0][1].decode()
 
     def broken(*a, **k):
         raise ValueError("no backend\nsecond line")
