@@ -185,6 +185,23 @@ def caption_tab(state: AppState, media: str | None, subject: str, emotion: str, 
     return summary, "\n".join(res.captions), fig, str(out)
 
 
+def checkpoint_summary(state: AppState) -> tuple[str, str | None]:
+    """(markdown about the loaded checkpoint, path of its training curves or None) for the Generate
+    tab: what the model card would say (config, size, steps, data), read from the folder."""
+    from talkclip.pipelines.model_card import read_checkpoint_facts
+
+    if state.checkpoint is None:
+        return "", None
+    f = read_checkpoint_facts(state.checkpoint)
+    data = f.get("data") or {}
+    lines = [f"config `{f['config_name']}`, {f['parameters']:,d} parameters",
+             f"trained {f['steps']} steps" if f.get("steps") is not None else "training steps not recorded",
+             f"on `{Path(data['path']).name}`" if data.get("path") else "training data not recorded",
+             f"`{state.options.checkpoint}`"]
+    curves = str(state.checkpoint / f["curves"]) if f.get("curves") else None
+    return " · ".join(lines) + ("" if curves else " · no training curves in the folder"), curves
+
+
 def generate_tab(state: AppState, portrait: str | None, speech: str | None, text: str, mix_text: str,
                  mix_weight: float, intensity: float, style_video: str | None, pose_video: str | None,
                  progress=None) -> Iterator[tuple]:
@@ -381,6 +398,12 @@ def _generate_ui(gr, state: AppState) -> None:
                 mix_text = gr.Textbox(label="second sentence (optional)", lines=1)
                 mix_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="its weight in the mix")
             intensity = gr.Slider(0, 2, value=1.0, step=0.05, label="intensity (0 neutral, 1 as predicted)")
+            if state.loaded is not None:
+                about, curves_png = checkpoint_summary(state)
+                with gr.Accordion("the loaded checkpoint", open=False, elem_id="generate-checkpoint"):
+                    gr.Markdown(about, elem_id="generate-checkpoint-facts")
+                    if curves_png:
+                        gr.Image(curves_png, show_label=False, interactive=False, label="training curves")
             with gr.Accordion("optional: style video, pose video", open=False):
                 style_video = gr.Video(label="style video (instead of the sentence)", sources=["upload"])
                 pose_video = gr.Video(label="pose video (head rotations)", sources=["upload"])

@@ -21,7 +21,8 @@ import pytest
 from talkclip.annotate.media import iter_frames, load_audio
 from talkclip.schemas import ARKIT_NAMES
 
-from support import FACES, ROOT, SPEECH, assert_one_line_error, cached_mini_build, tiny_checkpoint
+from support import (FACES, ROOT, SPEECH, assert_one_line_error, cached_mini_build, tiny_checkpoint,
+                     write_synthetic_tamead)
 
 ARTIFACTS = Path(os.environ.get("TALKCLIP_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 SPEECH_FILE = SPEECH / "kids_door_en.wav"        # 2.2 s: keeps generation short
@@ -215,6 +216,13 @@ def test_browser_generate_tab(browser, app_server):
     from selenium.webdriver.common.by import By
 
     _open_tab(browser, "Generate")
+    opener = _css(browser, "#generate-checkpoint button.label-wrap")       # the accordion's header
+    assert "the loaded checkpoint" in opener.text
+    browser.execute_script("arguments[0].scrollIntoView()", opener)
+    opener.click()
+    facts = _wait(browser, lambda d: (e := _css(d, "#generate-checkpoint-facts")) and e.is_displayed()
+                  and " ".join(e.text.split()), what="checkpoint-facts")
+    assert "config tiny ," in facts and "training steps not recorded" in facts, facts
     _css(browser, "#generate-portrait input[type=file]").send_keys(str(FACES / "smile.jpg"))
     _css(browser, "#generate-speech input[type=file]").send_keys(str(SPEECH_FILE))
     # click the first example sentence: it fills the style box
@@ -374,3 +382,22 @@ def test_dataset_filters_and_tar_clips_in_process(tmp_path):
     video, _fig, text = clip_tab(state, cid)
     assert Path(video).parent == tmp_path / "clips" and cid in text
     assert sum(1 for _ in iter_frames(video)) == int(state.clips.set_index("clip_id").loc[cid, "frames"])
+
+
+def test_checkpoint_summary_says_what_was_trained_and_finds_its_curves(tmp_path, landmarker):
+    """The Generate tab's note on the loaded checkpoint, in process: a trained one (steps, data,
+    curves) and a bare one (weights + config only)."""
+    from talkclip.pipelines.app import AppOptions, AppState, checkpoint_summary
+    from talkclip.pipelines.train import train
+
+    data = write_synthetic_tamead(tmp_path / "synth-build", n_clips=4, frames=60, seed=5)
+    train(data, "tiny", tmp_path / "ck", steps=3, workers=0, log_every=1)
+    state = AppState(AppOptions(checkpoint=str(tmp_path / "ck")), tmp_path / "work")
+    state.load()
+    about, curves = checkpoint_summary(state)
+    assert "config `tiny`" in about and "trained 3 steps" in about and "on `synth-build`" in about
+    assert curves == str(tmp_path / "ck" / "train_log.png")
+    bare = AppState(AppOptions(checkpoint=str(tiny_checkpoint(tmp_path / "bare"))), tmp_path / "work2")
+    bare.load()
+    about, curves = checkpoint_summary(bare)
+    assert curves is None and "training steps not recorded" in about and "no training curves" in about
