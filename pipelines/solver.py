@@ -273,7 +273,6 @@ class Solver:
 
     kind = ""                 # checkpoint kind (model.safetensors metadata, trainer_state.json)
     what = ""                 # command name: messages, progress bar
-    log_file = ""             # OUT/<log_file>
     log_columns: tuple[str, ...] = ()
     plot_skip: tuple[str, ...] = ()  # log columns left out of <log>.png (besides step and seconds)
     config_hint = ""          # the packaged config names, for "no config given"
@@ -343,6 +342,13 @@ class Solver:
         return False
 
     # -------- shared machinery
+    @property
+    def log_file(self) -> str:
+        """OUT/<log_file>: the CSV log of this kind of checkpoint (model/checkpoint.py LOG_FILES)."""
+        from talkclip.model.checkpoint import LOG_FILES
+
+        return LOG_FILES[self.kind]
+
     def plot_log(self, log_path: Path) -> None:
         """``<log>.png`` beside the CSV log: the whole run's curves (resumed runs included). Drawing
         cannot fail a run whose checkpoint is saved: a failure becomes a note."""

@@ -26,7 +26,6 @@ from typing import Callable
 import numpy as np
 
 from talkclip import CheckpointError, ConfigError
-from talkclip.model.checkpoint import LOG_FILES
 
 from .solver import CsvLog, Solver, TrainOptions, TrainSummary, restore_rng, rng_state  # noqa: F401 (re-exported)
 
@@ -84,7 +83,7 @@ class _TAMEADSolver(Solver):
 class TalkCLIPSolver(_TAMEADSolver):
     """TalkCLIP's generator (+ temporal discriminator) with the paper's two-stage schedule."""
 
-    kind, what, log_file, log_columns = "talkclip", "train", LOG_FILES["talkclip"], LOG_COLUMNS
+    kind, what, log_columns = "talkclip", "train", LOG_COLUMNS
     plot_skip = ("stage", "use_text")   # the schedule shows in p; use_text is a coin flip per step
     ddp = True
     tensorboard = True
@@ -224,7 +223,7 @@ def sync_batch(batch: dict, K: int, w: int, min_shift: int, rng: np.random.Gener
 class SyncSolver(_TAMEADSolver):
     """The lip-sync discriminator: BCE on in-sync vs shifted (motion, audio) windows."""
 
-    kind, what, log_file, log_columns = "sync", "train-sync", LOG_FILES["sync"], SYNC_LOG_COLUMNS
+    kind, what, log_columns = "sync", "train-sync", SYNC_LOG_COLUMNS
 
     def default_steps(self) -> int:
         return self.cfg.train.sync_steps

@@ -42,13 +42,11 @@ from typing import Callable
 import numpy as np
 
 from talkclip import InputError, TalkclipError, one_line
-from talkclip.model.checkpoint import LOG_FILES
 from talkclip.model.neural_renderer import KIND
 
 from .solver import SPLITS, Solver, TrainOptions, TrainSummary
 
 LOG_COLUMNS = ("step", "total", "l1", "ssim", "warp", "smooth", "seconds")
-LOG_FILE = LOG_FILES[KIND]
 
 
 @dataclass
@@ -240,7 +238,7 @@ def make_batch(data: RendererData, batch_size: int, window: int, seed: int, step
 class RendererSolver(Solver):
     """The neural renderer on the shared loop: Adam, L1 + SSIM + warp + flow smoothness."""
 
-    kind, what, log_file, log_columns = KIND, "train-renderer", LOG_FILE, LOG_COLUMNS
+    kind, what, log_columns = KIND, "train-renderer", LOG_COLUMNS
     config_hint = "renderer-tiny, renderer-base"
 
     def load_config(self, config):
