@@ -188,7 +188,7 @@ def demo_cmd(
         return
     mead, build_dir = demo_corpus(out)
     summary = _build_and_report("mead", mead, build_dir, jobs=jobs, landmarker=landmarker, test_speakers=1)
-    stats_cmd(build_dir, samples=4)
+    stats_cmd(build_dir, samples=4, plots=None)   # called directly: every option's value must be given
     console.print(f"demo TA-MEAD in {build_dir} (load it with datasets.load_dataset)", markup=False)
     raise typer.Exit(summary.exit_code)
 

@@ -155,3 +155,15 @@ def test_caption_media_uses_user_tables(tmp_path, landmarker, fixtures):
     assert res.au_table_sha256 != default.au_table_sha256 == load_au_table(AU_TABLE_PATH).sha256
     assert all(re.fullmatch(r"A woman (is gleeful|is full of glee) while speaking\.", c) for c in res.captions)
     assert [a["intensity"] for a in res.aus] == [a["intensity"] for a in default.aus]
+
+
+def test_demo_builds_and_reports_its_ta_mead(tmp_path, landmarker):
+    """The README's first command ends with `talkclip-data demo`: caption, build, stats, exit 0."""
+    from talkclip.annotate.tracker import cache_dir
+
+    if not (cache_dir() / "samples" / "talking.mp4").is_file():
+        pytest.skip("sample media not installed (run `talkclip-data setup`)")
+    proc = run_data_cli("demo", "--out", tmp_path / "demo", "--n", "1")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "sample captions" in proc.stdout and "demo TA-MEAD in" in proc.stdout
+    assert (tmp_path / "demo" / "ta-mead" / "manifest.json").is_file()
